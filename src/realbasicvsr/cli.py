@@ -1,0 +1,50 @@
+"""Command-line entry point: `realbasicvsr <command> ...`.
+
+Each command lives in `realbasicvsr.commands.<name>` and provides `add_arguments(parser)` and `run(args) -> int`.
+Command modules import their heavy dependencies inside `run`, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from realbasicvsr import __version__
+from realbasicvsr.errors import UserError
+
+# name -> one-line help. A literal table (no registry): add a line here when a command module is added.
+COMMANDS: dict[str, str] = {
+    "info": "show the known weights, where they are cached and what this machine can run",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realbasicvsr",
+        description="RealBasicVSR real-world video super-resolution.",
+    )
+    parser.add_argument("--version", action="version", version=f"realbasicvsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"realbasicvsr.commands.{name}")
+        command_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as error:
+        print(f"realbasicvsr {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"realbasicvsr {args.command}: interrupted", file=sys.stderr)
+        return 130

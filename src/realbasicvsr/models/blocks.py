@@ -1,0 +1,75 @@
+"""Small building blocks shared by the generator: residual stacks, pixel-shuffle upsampling, flow warping."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualBlockNoBN(nn.Module):
+    """`x + conv2(relu(conv1(x)))`: the EDSR-style block without batch norm."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.relu = nn.ReLU(inplace=True)
+        # The reference scales kaiming init by 0.1 so that a deep stack starts close to identity.
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in", nonlinearity="relu")
+            conv.weight.data.mul_(0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class ResidualBlocksWithInputConv(nn.Module):
+    """A 3x3 input convolution + LeakyReLU(0.1), then `num_blocks` residual blocks (keys `main.0`, `main.2.k`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_blocks: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1),
+            nn.LeakyReLU(negative_slope=0.1, inplace=True),
+            nn.Sequential(*[ResidualBlockNoBN(out_channels) for _ in range(num_blocks)]),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class PixelShufflePack(nn.Module):
+    """Convolution to `out_channels * scale**2` channels, then pixel shuffle (key `upsample_conv`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, kernel_size: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.upsample_conv = nn.Conv2d(
+            in_channels, out_channels * scale * scale, kernel_size, padding=(kernel_size - 1) // 2
+        )
+        nn.init.kaiming_normal_(self.upsample_conv.weight, a=0, mode="fan_in", nonlinearity="relu")
+        nn.init.zeros_(self.upsample_conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.upsample_conv(x), self.scale)
+
+
+def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
+    """Warp `x` (n, c, h, w) by `flow` (n, h, w, 2) given in pixels as (dx, dy).
+
+    Bilinear sampling with `align_corners=True`, as the reference: the propagation uses zero padding and
+    SPyNet border padding.
+    """
+    n, _, h, w = x.shape
+    grid_y, grid_x = torch.meshgrid(
+        torch.arange(h, device=x.device, dtype=flow.dtype),
+        torch.arange(w, device=x.device, dtype=flow.dtype),
+        indexing="ij",
+    )
+    # max(.., 1) keeps 1-pixel-wide frames finite (the reference divides by w - 1 and would produce NaN).
+    grid_x = 2.0 * (grid_x + flow[..., 0]) / max(w - 1, 1) - 1.0
+    grid_y = 2.0 * (grid_y + flow[..., 1]) / max(h - 1, 1) - 1.0
+    grid = torch.stack((grid_x, grid_y), dim=3).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
