@@ -62,7 +62,7 @@ def flow_warp(x: torch.Tensor, flow: torch.Tensor, padding_mode: str = "zeros") 
     Bilinear sampling with `align_corners=True`, as the reference: the propagation uses zero padding and
     SPyNet border padding.
     """
-    n, _, h, w = x.shape
+    h, w = x.shape[-2:]
     grid_y, grid_x = torch.meshgrid(
         torch.arange(h, device=x.device, dtype=flow.dtype),
         torch.arange(w, device=x.device, dtype=flow.dtype),

@@ -31,7 +31,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not isinstance(value, int) or value < (1 if name == "mid_channels" else 0):
-                raise ValueError(f"ModelConfig.{name} must be a non-negative integer (mid_channels >= 1), got {value!r}")
+                raise ValueError(
+                    f"ModelConfig.{name} must be a non-negative integer (mid_channels >= 1), got {value!r}"
+                )
 
 
 class RealBasicVSR(nn.Module):

@@ -1,0 +1,286 @@
+"""Reading and writing generator weights.
+
+Two formats are read:
+- the official mmediting/OpenMMLab checkpoint as published (legacy torch serialisation, `{'meta', 'state_dict'}`
+  with `generator.*`, `generator_ema.*`, `discriminator.*` and possibly `perceptual_loss.*` / `step_counter`);
+- our release format: a `.safetensors` file of the generator state dict whose metadata carries the architecture
+  (`ModelConfig`) as JSON, with a human-readable `<name>.json` beside it.
+
+Our module names mirror the reference's, so mapping an official file is: choose the prefix, strip it, load strictly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.models.realbasicvsr import OFFICIAL_INFERENCE_THRESHOLD, ModelConfig, RealBasicVSR
+
+CONFIG_METADATA_KEY = "realbasicvsr_model_config"
+FORMAT_METADATA_KEY = "realbasicvsr_format"
+RELEASE_FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A published weights file that `resolve_weights` can download by name."""
+
+    name: str
+    url: str
+    filename: str
+    sha256_prefix: str
+    description: str
+
+
+# name -> published file. The official x4 release (stage 2, GAN) of RealBasicVSR.
+KNOWN_WEIGHTS: dict[str, KnownWeights] = {
+    "realbasicvsr_x4": KnownWeights(
+        name="realbasicvsr_x4",
+        url="https://download.openmmlab.com/mmediting/restorers/real_basicvsr/"
+        "realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
+        filename="realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
+        sha256_prefix="52f77c2c",
+        description="official RealBasicVSR x4 release (c64b20, REDS, stage 2 with GAN), OpenMMLab",
+    ),
+}
+DEFAULT_WEIGHTS = "realbasicvsr_x4"
+
+
+def weights_cache_dir() -> Path:
+    """Where downloaded weights live: the usual torch hub cache (`$TORCH_HOME/hub/checkpoints`)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_known_weights(name: str) -> Path | None:
+    """The cached file of a known name, or None when it has not been downloaded."""
+    path = weights_cache_dir() / KNOWN_WEIGHTS[name].filename
+    return path if path.is_file() else None
+
+
+def resolve_weights(name_or_path: str | Path, *, download: bool = True) -> Path:
+    """Turn a path or a known name (see `KNOWN_WEIGHTS`) into a local file, downloading a known one if needed."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if name not in KNOWN_WEIGHTS:
+        if path.exists():
+            raise UserError(f"weights path {path} is not a file")
+        known = ", ".join(KNOWN_WEIGHTS)
+        raise UserError(
+            f"weights {name!r} not found: give the path of a .pth/.safetensors file or a known name ({known})"
+        )
+    info = KNOWN_WEIGHTS[name]
+    target = weights_cache_dir() / info.filename
+    if target.is_file():
+        return target
+    if not download:
+        raise UserError(_offline_message(info, target, "downloading is disabled"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Writes to a temporary file, checks the sha256 prefix, then moves into place.
+        torch.hub.download_url_to_file(info.url, str(target), hash_prefix=info.sha256_prefix, progress=True)
+    except OSError as error:  # URLError and socket errors are OSErrors
+        raise UserError(_offline_message(info, target, f"download failed: {error}")) from error
+    except RuntimeError as error:  # torch.hub raises RuntimeError on a hash mismatch
+        raise UserError(
+            f"downloaded {info.url} but its sha256 does not start with {info.sha256_prefix}: {error}"
+        ) from error
+    return target
+
+
+def _offline_message(info: KnownWeights, target: Path, reason: str) -> str:
+    return (
+        f"the {info.name} weights are not cached and {reason}. Download {info.url} on a machine with internet "
+        f"and put it at {target} (or pass its path with --weights)"
+    )
+
+
+def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a `.safetensors` or torch checkpoint into a flat dict of tensors (no code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise UserError(
+                f"{path} is not a readable safetensors file ({error}); re-download or re-export it"
+            ) from error
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    # A truncated or foreign file fails inside the unpickler with one of these (KeyError: a missing memo entry).
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        IndexError,
+        struct.error,
+        UnicodeDecodeError,
+    ) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint ({first_line}); the file may be truncated or corrupted: "
+            "download it again"
+        ) from error
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors (expected {{'state_dict': {{name: tensor}}}})")
+    return dict(state)
+
+
+def select_generator_state(state: dict[str, torch.Tensor], *, ema: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """Pick the generator's entries from a checkpoint state dict and strip their prefix.
+
+    `generator_ema.` is preferred (inference uses the EMA weights, as the reference's test mode); `generator.` is
+    used with `ema=False` or when no EMA copy exists; a bare generator state dict (our format) has no prefix.
+    Everything else (discriminator, perceptual-loss VGG, step_counter) is ignored.
+    """
+    prefixes = ("generator_ema.", "generator.") if ema else ("generator.", "generator_ema.")
+    for prefix in prefixes:
+        selected = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if selected:
+            return selected, prefix
+    if any(k.startswith(("image_cleaning.", "basicvsr.")) for k in state):
+        return dict(state), ""
+    sample = ", ".join(list(state)[:5])
+    raise UserError(
+        f"no RealBasicVSR generator weights found (no keys starting with 'generator_ema.', 'generator.' or "
+        f"'image_cleaning.'; first keys: {sample}). Is this a RealBasicVSR checkpoint?"
+    )
+
+
+def infer_model_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+    """Read the architecture (channels, block counts) from the tensor shapes of a generator state dict."""
+    try:
+        mid = state["image_cleaning.0.main.0.weight"].shape[0]
+    except KeyError as error:
+        raise UserError(
+            "generator weights lack 'image_cleaning.0.main.0.weight': not a RealBasicVSR generator"
+        ) from error
+
+    def count_blocks(prefix: str) -> int:
+        pattern = re.compile(re.escape(prefix) + r"(\d+)\.conv1\.weight$")
+        indices = [int(m.group(1)) for k in state if (m := pattern.match(k))]
+        return max(indices) + 1 if indices else 0
+
+    return ModelConfig(
+        mid_channels=int(mid),
+        num_propagation_blocks=count_blocks("basicvsr.backward_resblocks.main.2."),
+        num_cleaning_blocks=count_blocks("image_cleaning.0.main.2."),
+    )
+
+
+def load_state_strict(model: RealBasicVSR, state: dict[str, torch.Tensor], source: str) -> None:
+    """`load_state_dict(strict=True)` with an error that lists what is missing, unexpected or mis-shaped."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+            problems.append(f"{len(keys)} {label}: {shown}")
+    if problems:
+        raise UserError(
+            f"weights in {source} do not fit the RealBasicVSR architecture {model.config}: " + "; ".join(problems)
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def load_generator(
+    path_or_name: str | Path,
+    *,
+    ema: bool = True,
+    cleaning_threshold: float = OFFICIAL_INFERENCE_THRESHOLD,
+    max_cleaning_passes: int = 3,
+    download: bool = True,
+) -> RealBasicVSR:
+    """Build a `RealBasicVSR` from an official mmediting checkpoint, our release file or a known name; eval mode."""
+    path = resolve_weights(path_or_name, download=download)
+    state = read_state_file(path)
+    if path.suffix == ".safetensors":
+        config = read_release_config(path)
+        generator_state, _ = select_generator_state(state, ema=ema)
+    else:
+        generator_state, _ = select_generator_state(state, ema=ema)
+        config = infer_model_config(generator_state)
+    model = RealBasicVSR(config, cleaning_threshold=cleaning_threshold, max_cleaning_passes=max_cleaning_passes)
+    load_state_strict(model, generator_state, str(path))
+    return model.eval()
+
+
+def read_release_config(path: Path) -> ModelConfig:
+    """The architecture stored in our release file (metadata), falling back to the shapes."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if CONFIG_METADATA_KEY in metadata:
+        try:
+            return ModelConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
+        except (TypeError, ValueError) as error:
+            raise UserError(f"{path} has an invalid architecture record ({error}); re-export the file") from error
+    return infer_model_config(read_state_file(path))
+
+
+def save_release(model: RealBasicVSR, path: str | Path, *, extra: dict[str, str] | None = None) -> Path:
+    """Write the generator in our release format: `path` (.safetensors) plus `path.json` with config and sha256.
+
+    Both files are written to temporary names first and renamed on success.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise UserError(f"release weights must end in .safetensors, got {path.name}")
+    config_json = json.dumps(model.config.to_dict(), sort_keys=True)
+    metadata = {
+        CONFIG_METADATA_KEY: config_json,
+        FORMAT_METADATA_KEY: RELEASE_FORMAT_VERSION,
+        **(extra or {}),
+    }
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    sidecar = path.with_suffix(".json")
+    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
+    sidecar_tmp.write_text(
+        json.dumps(
+            {
+                "format": f"realbasicvsr-release-v{RELEASE_FORMAT_VERSION}",
+                "model_config": model.config.to_dict(),
+                "weights_file": path.name,
+                "sha256": digest,
+                **(extra or {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    tmp.replace(path)
+    sidecar_tmp.replace(sidecar)
+    return path

@@ -1,0 +1,156 @@
+"""The generator and discriminator reproduce the reference outputs in ../shared/refvectors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import shared_path
+from realbasicvsr import load_generator
+from realbasicvsr.models import ModelConfig, RealBasicVSR, UNetDiscriminator
+from realbasicvsr.models.basicvsr import is_mirror_extended
+from realbasicvsr.weights import read_state_file
+
+ATOL = 1e-5
+CASES = ["ref_a_32x48_test_thr5.pt", "ref_a_32x48_test_thr255.pt", "ref_a_32x48_train_thr255.pt"]
+
+
+def _load(name: str) -> dict:
+    return torch.load(shared_path("refvectors", name), map_location="cpu", weights_only=True)
+
+
+def _subset(output: torch.Tensor, ref: dict) -> torch.Tensor:
+    flat = output.reshape(-1)
+    k = flat.numel() // 16
+    return flat[(torch.arange(k) * 7919) % flat.numel()]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_generator_reproduces_reference(case: str, small_checkpoint) -> None:
+    ref = _load(case)
+    lq = _load("input_a_32x48.pt")["lq"]
+    model = load_generator(
+        small_checkpoint, ema=ref["weights_prefix"] == "generator_ema.", cleaning_threshold=ref["dynamic_refine_thres"]
+    )
+    with torch.no_grad():
+        hr, cleaned = model(lq)
+    assert model.last_cleaning_passes == ref["num_cleaning_passes"]
+    torch.testing.assert_close(cleaned, ref["cleaned_lq"], atol=ATOL, rtol=0)
+    summary = ref["output_summary"]
+    assert list(hr.shape) == summary["shape"]
+    if "output" in ref:
+        torch.testing.assert_close(hr, ref["output"], atol=ATOL, rtol=0)
+    else:
+        torch.testing.assert_close(_subset(hr, ref), ref["output_subset"], atol=ATOL, rtol=0)
+    assert hr.double().sum().item() == pytest.approx(summary["sum"], abs=1e-2)
+    assert hr.min().item() == pytest.approx(summary["min"], abs=ATOL)
+    assert hr.max().item() == pytest.approx(summary["max"], abs=ATOL)
+
+
+def test_flows_reproduce_reference(small_checkpoint) -> None:
+    ref = _load("ref_a_32x48_test_thr5.pt")
+    model = load_generator(small_checkpoint, cleaning_threshold=5)
+    with torch.no_grad():
+        backward, forward = model.basicvsr.compute_flows(ref["cleaned_lq"])
+    torch.testing.assert_close(backward, ref["flows_backward"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(forward, ref["flows_forward"], atol=ATOL, rtol=0)
+
+
+def test_chunked_cleaning_matches_batched(small_checkpoint) -> None:
+    lq = _load("input_a_32x48.pt")["lq"]
+    model = load_generator(small_checkpoint, cleaning_threshold=5)
+    with torch.no_grad():
+        hr, cleaned = model(lq)
+        model.cleaning_chunk = 1
+        hr_chunked, cleaned_chunked = model(lq)
+        frames = torch.stack(list(model.iter_frames(lq)), dim=1)
+    assert model.last_cleaning_passes == 2
+    torch.testing.assert_close(cleaned_chunked, cleaned, atol=1e-6, rtol=0)
+    torch.testing.assert_close(hr_chunked, hr, atol=1e-5, rtol=0)
+    torch.testing.assert_close(frames, hr_chunked, atol=0, rtol=0)
+
+
+def test_mirror_shortcut_is_exact(small_checkpoint, monkeypatch) -> None:
+    lq = _load("input_a_32x48.pt")["lq"][:, :3]
+    mirrored = torch.cat([lq, lq.flip(1)], dim=1)
+    assert is_mirror_extended(mirrored) and not is_mirror_extended(lq)
+    model = load_generator(small_checkpoint)
+    with torch.no_grad():
+        cleaned = model.clean(mirrored)
+        assert model.basicvsr.compute_flows(cleaned)[1] is None
+        shortcut = model.basicvsr(cleaned)
+        # Force the general path (forward flows computed by SPyNet) and compare.
+        monkeypatch.setattr("realbasicvsr.models.basicvsr.is_mirror_extended", lambda lrs: False)
+        assert model.basicvsr.compute_flows(cleaned)[1] is not None
+        full = model.basicvsr(cleaned)
+    torch.testing.assert_close(shortcut, full, atol=1e-6, rtol=0)
+
+
+def test_discriminator_reproduces_reference(small_checkpoint) -> None:
+    ref = _load("ref_discriminator_m4.pt")
+    state = read_state_file(small_checkpoint)
+    disc = UNetDiscriminator(3, 4)
+    disc.load_state_dict({k[len("discriminator.") :]: v for k, v in state.items() if k.startswith("discriminator.")})
+    disc.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(disc(ref["input"]), ref["output_eval"], atol=ATOL, rtol=0)
+        disc.train()
+        torch.testing.assert_close(disc(ref["input"]), ref["output_train_first_call"], atol=ATOL, rtol=0)
+    for name, u in ref["weight_u_after_train_call"].items():
+        layer = name.split(".")[0]
+        torch.testing.assert_close(getattr(disc, layer).weight_u, u, atol=ATOL, rtol=0)
+
+
+def test_discriminator_rejects_sizes_not_multiple_of_8() -> None:
+    with pytest.raises(ValueError, match="multiples of 8"):
+        UNetDiscriminator(3, 4)(torch.zeros(1, 3, 30, 32))
+
+
+@pytest.mark.parametrize("frames,height,width", [(1, 32, 48), (1, 1, 1), (2, 1, 7), (3, 5, 3), (4, 33, 65)])
+def test_any_frame_count_and_size(frames: int, height: int, width: int) -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1)).eval()
+    lq = torch.rand(1, frames, 3, height, width)
+    with torch.no_grad():
+        hr, cleaned = model(lq)
+    assert hr.shape == (1, frames, 3, 4 * height, 4 * width)
+    assert cleaned.shape == lq.shape
+    assert torch.isfinite(hr).all()
+
+
+def test_input_is_not_modified() -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1), cleaning_threshold=0.0).eval()
+    lq = torch.rand(2, 3, 3, 16, 16)
+    before = lq.clone()
+    with torch.no_grad():
+        model(lq)
+    assert model.last_cleaning_passes == 3  # threshold 0 never stops early
+    assert torch.equal(lq, before)
+
+
+def test_threshold_counts_passes() -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1), max_cleaning_passes=2, cleaning_threshold=0.0).eval()
+    with torch.no_grad():
+        model(torch.rand(1, 2, 3, 8, 8))
+    assert model.last_cleaning_passes == 2
+    model.cleaning_threshold = 255.0
+    with torch.no_grad():
+        model(torch.rand(1, 2, 3, 8, 8))
+    assert model.last_cleaning_passes == 1
+
+
+def test_gradients_reach_cleaner_and_backbone_not_spynet() -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1)).train()
+    hr, cleaned = model(torch.rand(1, 3, 3, 16, 16))
+    (hr.mean() + cleaned.mean()).backward()
+    spynet = {f"basicvsr.spynet.{n}" for n, _ in model.basicvsr.spynet.named_parameters()}
+    for name, param in model.named_parameters():
+        if name in spynet:
+            assert not param.requires_grad and param.grad is None, name
+        else:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_bad_input_shape() -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1))
+    with pytest.raises(ValueError, match=r"\(n, t, 3, h, w\)"):
+        model(torch.rand(1, 3, 16, 16))
