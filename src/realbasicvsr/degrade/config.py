@@ -1,0 +1,197 @@
+"""Typed, frozen configuration of the degradation pipeline; `DegradationConfig()` is the official recipe.
+
+Every number here was read from the official RealBasicVSR training configs (mmedit 0.x, identical in both
+stages). Ranges are closed intervals `(low, high)`; a `*_step` is the half-width of the uniform per-frame
+random-walk increment (0 disables the walk).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+KERNEL_TYPES = (
+    "iso",
+    "aniso",
+    "generalized_iso",
+    "generalized_aniso",
+    "plateau_iso",
+    "plateau_aniso",
+    "sinc",
+)
+INTERPOLATIONS = ("bilinear", "area", "bicubic")
+CODECS = ("libx264", "h264", "mpeg4")
+NOISE_TYPES = ("gaussian", "poisson")
+RESIZE_MODES = ("up", "down", "keep")
+
+
+@dataclass(frozen=True)
+class BlurConfig:
+    """`RandomBlur`: one kernel type and size per clip, continuous parameters walk per frame."""
+
+    prob: float = 1.0
+    kernel_types: tuple[str, ...] = KERNEL_TYPES
+    kernel_probs: tuple[float, ...] = (0.405, 0.225, 0.108, 0.027, 0.108, 0.027, 0.1)
+    kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
+    sigma_range: tuple[float, float] = (0.2, 3.0)
+    rotation_range: tuple[float, float] = (-3.1416, 3.1416)
+    beta_gaussian_range: tuple[float, float] = (0.5, 4.0)
+    beta_plateau_range: tuple[float, float] = (1.0, 2.0)
+    # None = the Real-ESRGAN default: [pi/3, pi] for kernels smaller than 13, else [pi/5, pi].
+    omega_range: tuple[float, float] | None = None
+    sigma_step: float = 0.02
+    rotation_step: float = 0.31416
+    beta_gaussian_step: float = 0.05
+    beta_plateau_step: float = 0.1
+    omega_step: float = 0.0628
+
+    def __post_init__(self) -> None:
+        _check_probs("kernel_probs", self.kernel_probs, len(self.kernel_types))
+        unknown = set(self.kernel_types) - set(KERNEL_TYPES)
+        if unknown:
+            raise ValueError(f"unknown kernel types {sorted(unknown)}; known: {KERNEL_TYPES}")
+        if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
+            raise ValueError(f"kernel sizes must be odd and positive, got {self.kernel_sizes}")
+        _check_prob("prob", self.prob)
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    """`RandomResize`: a walking scale factor, or a fixed `target_size` (then no walk)."""
+
+    prob: float = 1.0
+    interpolations: tuple[str, ...] = INTERPOLATIONS
+    interpolation_probs: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
+    mode_probs: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    scale_range: tuple[float, float] = (0.15, 1.5)
+    scale_step: float = 0.015
+    # True: resize to the fixed target of the sample (64x64 for training, input/scale for full frames).
+    to_target: bool = False
+
+    def __post_init__(self) -> None:
+        _check_probs("interpolation_probs", self.interpolation_probs, len(self.interpolations))
+        _check_probs("mode_probs", self.mode_probs, 3)
+        _check_prob("prob", self.prob)
+        if not 0 < self.scale_range[0] <= 1 <= self.scale_range[1]:
+            raise ValueError(f"scale_range must contain 1 and be positive, got {self.scale_range}")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """`RandomNoise`: Gaussian (sigma in 8-bit units) or Poisson (scale), colour or gray."""
+
+    prob: float = 1.0
+    type_probs: tuple[float, float] = (0.5, 0.5)  # gaussian, poisson
+    gaussian_sigma_range: tuple[float, float] = (1.0, 30.0)
+    gaussian_sigma_step: float = 0.1
+    gaussian_gray_prob: float = 0.4
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
+    poisson_scale_step: float = 0.005
+    poisson_gray_prob: float = 0.4
+
+    def __post_init__(self) -> None:
+        _check_probs("type_probs", self.type_probs, 2)
+        _check_prob("prob", self.prob)
+
+
+@dataclass(frozen=True)
+class JpegConfig:
+    """`RandomJPEGCompression`: quality walks per frame and is rounded to an integer."""
+
+    prob: float = 1.0
+    quality_range: tuple[float, float] = (30.0, 95.0)
+    quality_step: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check_prob("prob", self.prob)
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """`RandomVideoCompression`: one codec and bitrate (bits/s at 1 fps) per clip."""
+
+    prob: float = 1.0
+    codecs: tuple[str, ...] = CODECS
+    codec_probs: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
+    bitrate_range: tuple[int, int] = (10_000, 100_000)
+    # The reference casts (255 * x) to uint8 without clipping, so out-of-range values wrap around (a
+    # negative value becomes bright, a value above 1 dark). True reproduces that; False clips first.
+    wrap_out_of_range: bool = True
+
+    def __post_init__(self) -> None:
+        _check_probs("codec_probs", self.codec_probs, len(self.codecs))
+        _check_prob("prob", self.prob)
+
+
+def _second_blur() -> BlurConfig:
+    return BlurConfig(prob=0.8, sigma_range=(0.2, 1.5))
+
+
+def _second_resize() -> ResizeConfig:
+    return ResizeConfig(mode_probs=(0.3, 0.4, 0.3), scale_range=(0.3, 1.2), scale_step=0.03)
+
+
+def _second_noise() -> NoiseConfig:
+    return NoiseConfig(gaussian_sigma_range=(1.0, 25.0), poisson_scale_range=(0.05, 2.5))
+
+
+def _final_resize() -> ResizeConfig:
+    return ResizeConfig(to_target=True, scale_step=0.0)
+
+
+def _final_sinc() -> BlurConfig:
+    return BlurConfig(prob=0.8, kernel_types=("sinc",), kernel_probs=(1.0,), omega_range=(3.1416 / 3, 3.1416))
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The whole second-order chain. Defaults = the official RealBasicVSR recipe.
+
+    Order: blur1, resize1, noise1, jpeg1, codec1, blur2, resize2, noise2, jpeg2, then the final group in a
+    random order (50/50): [codec_final] and [resize_final (to target), sinc_final], then 8-bit quantisation.
+    """
+
+    blur1: BlurConfig = field(default_factory=BlurConfig)
+    resize1: ResizeConfig = field(default_factory=ResizeConfig)
+    noise1: NoiseConfig = field(default_factory=NoiseConfig)
+    jpeg1: JpegConfig = field(default_factory=JpegConfig)
+    codec1: CodecConfig = field(default_factory=CodecConfig)
+    blur2: BlurConfig = field(default_factory=_second_blur)
+    resize2: ResizeConfig = field(default_factory=_second_resize)
+    noise2: NoiseConfig = field(default_factory=_second_noise)
+    jpeg2: JpegConfig = field(default_factory=JpegConfig)
+    codec_final: CodecConfig = field(default_factory=CodecConfig)
+    resize_final: ResizeConfig = field(default_factory=_final_resize)
+    sinc_final: BlurConfig = field(default_factory=_final_sinc)
+    shuffle_final: bool = True  # False: always codec first, then resize + sinc
+    # Unsharp masking of the ground truth (the LQ is degraded from the sharpened GT).
+    usm_kernel_size: int = 51
+    usm_sigma: float = 0.0  # 0 = OpenCV's rule: 0.3 * ((k - 1) / 2 - 1) + 0.8 (8.0 for k = 51)
+    usm_weight: float = 0.5
+    usm_threshold: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.resize_final.to_target or self.resize_final.prob != 1.0:
+            raise ValueError("resize_final must have to_target=True and prob=1 (the LQ has a fixed size)")
+        if self.usm_kernel_size % 2 == 0:
+            raise ValueError(f"usm_kernel_size must be odd, got {self.usm_kernel_size}")
+
+
+def official() -> DegradationConfig:
+    """The recipe of the released RealBasicVSR model (same for stage 1 and stage 2)."""
+    return DegradationConfig()
+
+
+def default_omega_range(kernel_size: int) -> tuple[float, float]:
+    """Real-ESRGAN's sinc cut-off range used when a blur config gives none."""
+    return (math.pi / 3, math.pi) if kernel_size < 13 else (math.pi / 5, math.pi)
+
+
+def _check_prob(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {p}")
+
+
+def _check_probs(name: str, probs: tuple[float, ...], n: int) -> None:
+    if len(probs) != n or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"{name} must be {n} non-negative numbers summing to 1, got {probs}")
