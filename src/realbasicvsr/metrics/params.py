@@ -1,0 +1,118 @@
+"""Where the metrics' parameter files come from. They are never part of this repository.
+
+Lookup order for a file such as `niqe/modelparameters.mat`:
+1. the folder given as `params_dir=` (or `--params-dir` on the command line);
+2. the folder in the environment variable REALBASICVSR_IQA_DIR;
+3. the download cache (`$XDG_CACHE_HOME/realbasicvsr/iqa`, default `~/.cache/realbasicvsr/iqa`), filled on
+   first use from the public source pinned below and checked against its sha256.
+The folder layout is the same everywhere: `niqe/`, `brisque/`, `nrqm/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from realbasicvsr.errors import UserError
+
+ENV_VAR = "REALBASICVSR_IQA_DIR"
+
+
+@dataclass(frozen=True)
+class ParamSource:
+    """A parameter file's public origin and the sha256 of its exact bytes."""
+
+    url: str
+    sha256: str
+
+
+# Pinned commits, so that the checksums stay valid. See docs/metrics.md for the licences.
+SOURCES: dict[str, ParamSource] = {
+    "niqe/modelparameters.mat": ParamSource(
+        "https://raw.githubusercontent.com/roimehrez/PIRM2018/d585552a22b4eb95ddcb23a6edb74a0a3a5d6fbf/"
+        "utils/niqe_release/modelparameters.mat",
+        "fa2aa4d12dd9595c3fb6bf8b4e1a15c79d5d1469238d0901c88dead195be578d",
+    ),
+    "brisque/allmodel": ParamSource(
+        "https://raw.githubusercontent.com/utlive/BRISQUE/2e2a5ac04cd4b73ac0f5867de5b974581fa2d4d2/MATLAB/allmodel",
+        "8b04d6045f1b27261610c8ab1730fdcc14ec80bfab0f1ab5f703bbc2927314de",
+    ),
+    "brisque/allrange": ParamSource(
+        "https://raw.githubusercontent.com/utlive/BRISQUE/2e2a5ac04cd4b73ac0f5867de5b974581fa2d4d2/MATLAB/allrange",
+        "e47d753d96b631e1aa2dbac8c4e51ade767f2def8ce678c7130b6b3f90ee915f",
+    ),
+}
+
+# NRQM's model.mat (chaoma99/sr-metric, MIT) has no checksum we could verify, so it is never downloaded
+# silently; the user points to a copy instead.
+NRQM_MODEL = "nrqm/model.mat"
+NRQM_HELP = (
+    "get model.mat from https://github.com/chaoma99/sr-metric (MIT licence) and put it at "
+    f"<params dir>/{NRQM_MODEL} (params dir = --params-dir or ${ENV_VAR}), or pass its path as nrqm_model="
+)
+
+
+def cache_dir() -> Path:
+    """The download cache for parameter files."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "realbasicvsr" / "iqa"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _search_dirs(params_dir: str | Path | None) -> list[Path]:
+    dirs = []
+    if params_dir is not None:
+        dirs.append(Path(params_dir))
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    dirs.append(cache_dir())
+    return dirs
+
+
+def download(name: str, target: Path) -> Path:
+    """Fetch `name` from its pinned source into `target`, checking the sha256 before the file is renamed in."""
+    source = SOURCES[name]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
+            out.write(response.read())
+        got = sha256_of(tmp)
+        if got != source.sha256:
+            raise UserError(f"download of {source.url} has sha256 {got}, expected {source.sha256}; not used")
+        tmp.replace(target)
+    except (urllib.error.URLError, TimeoutError) as error:
+        raise UserError(
+            f"cannot download {name} from {source.url} ({error}); put the file into a folder and pass it as "
+            f"--params-dir / params_dir= or set {ENV_VAR}"
+        ) from error
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def param_file(name: str, params_dir: str | Path | None = None, allow_download: bool = True) -> Path:
+    """Path of parameter file `name` (e.g. "brisque/allmodel"); downloads it into the cache when missing."""
+    for folder in _search_dirs(params_dir):
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    if name == NRQM_MODEL:
+        raise UserError(f"NRQM/PI need the model file {NRQM_MODEL}, which was not found; {NRQM_HELP}")
+    if name not in SOURCES or not allow_download:
+        searched = ", ".join(str(d) for d in _search_dirs(params_dir))
+        raise UserError(f"parameter file {name} not found in {searched}; pass --params-dir or set {ENV_VAR}")
+    return download(name, cache_dir() / name)
