@@ -16,6 +16,10 @@ from realbasicvsr.errors import UserError
 # name -> one-line help. A literal table (no registry): add a line here when a command module is added.
 COMMANDS: dict[str, str] = {
     "info": "show the known weights, where they are cached and what this machine can run",
+    "train": "train or fine-tune (stage1, stage2, tiny or a config file); DDP under torchrun",
+    "export": "write a training run's EMA generator as release weights (.safetensors)",
+    "prepare": "cut large training frames into overlapping sub-images (480x480, step 240)",
+    "upscale": "upscale a video, image folder or image (streaming; audio, fps and timestamps kept)",
 }
 
 

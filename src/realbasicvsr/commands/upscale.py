@@ -1,0 +1,179 @@
+"""Upscale a video, a folder of frames or an image x4 (or to any size), streaming, with audio and timing kept.
+
+Examples:
+  realbasicvsr upscale in.mp4 out.mp4
+  realbasicvsr upscale in.mkv out.mkv --outscale 1.5 --crf 16 --preset slow
+  realbasicvsr upscale frames/ out_frames/          (a folder of PNGs)
+  realbasicvsr upscale in.mp4 out.mkv --codec ffv1  (lossless)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}") from error
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return width, height
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from realbasicvsr.inference import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("input", help="video file, folder of images (natural order) or one image")
+    parser.add_argument(
+        "output",
+        help="video (.mp4/.mkv/.mov/.webm: container by extension), a folder for PNG frames, or an image "
+        "(for an image input)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--weights",
+        default=None,
+        help="weights: a .pth (official) or .safetensors (ours) path, or a known name; default: the official "
+        "release realbasicvsr_x4 (downloaded on first use)",
+    )
+    model.add_argument(
+        "--cleaning-threshold",
+        type=float,
+        default=255.0,
+        help="dynamic refinement threshold in 0-255 units: 255 = one cleaning pass (official demo, default), "
+        "5 = the benchmark setting (up to 3 passes)",
+    )
+    run = parser.add_argument_group("running")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="precision: auto = fp16 on CUDA, fp32 elsewhere; fp16 is CUDA-only; a window that gives NaN/Inf is "
+        "redone in fp32",
+    )
+    run.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"frames per window (default {DEFAULT_WINDOW})")
+    run.add_argument(
+        "--overlap",
+        type=_nonneg_int,
+        default=DEFAULT_OVERLAP,
+        help=f"look-ahead frames run and discarded after each window (default {DEFAULT_OVERLAP})",
+    )
+    run.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory layout (default: on for CUDA, off on CPU where it measured slower)",
+    )
+    size = parser.add_argument_group("size")
+    group = size.add_mutually_exclusive_group()
+    group.add_argument("--outscale", type=_positive_float, help="output scale vs the input, e.g. 1.5 (default 4)")
+    group.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT, e.g. 1920x1080")
+    enc = parser.add_argument_group("encoding (video outputs)")
+    enc.add_argument("--codec", default="libx264", help="libx264 (default), libx265, libvpx-vp9 or ffv1 (lossless)")
+    enc.add_argument("--crf", type=float, help="quality (lower is better): default 18 x264, 20 x265, 24 VP9")
+    enc.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast ... veryslow; default medium)")
+    enc.add_argument("--pix-fmt", help="output pixel format (default yuv420p; yuv420p10le for 10-bit sources)")
+    enc.add_argument("--lossless", action="store_true", help="lossless encode (x264 qp 0, x265/VP9 lossless=1)")
+    enc.add_argument("--fps", type=_positive_float, help="frame rate of a video made from images (default 25)")
+    enc.add_argument(
+        "--no-copy-streams", action="store_true", help="do not copy the source's audio and subtitle streams"
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    out.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import warnings
+    from fractions import Fraction
+
+    from realbasicvsr.errors import UserError
+    from realbasicvsr.inference import UpscaleOptions, pick_device
+    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.video_writer import EncodeSettings
+    from realbasicvsr.weights import DEFAULT_WEIGHTS
+
+    if args.window < 1:
+        raise UserError(f"--window must be at least 1, got {args.window}")
+    device = pick_device(args.device)
+    dtype = args.dtype
+    if dtype == "auto":
+        dtype = "fp16" if device.startswith("cuda") else "fp32"
+    if dtype == "fp16" and not device.startswith("cuda"):
+        raise UserError(f"--dtype fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
+    channels_last = args.channels_last if args.channels_last is not None else device.startswith("cuda")
+    options = UpscaleOptions(
+        window=args.window,
+        overlap=args.overlap,
+        device=device,
+        dtype=dtype,
+        channels_last=channels_last,
+        outscale=args.outscale,
+        out_size=args.size,
+    )
+    encode = EncodeSettings(
+        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
+    )
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscaling")
+
+    def progress(done: int, total: int | None) -> None:
+        if bar is not None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RuntimeWarning)
+            result = upscale_video(
+                args.input,
+                args.output,
+                weights=args.weights or DEFAULT_WEIGHTS,
+                cleaning_threshold=args.cleaning_threshold,
+                options=options,
+                encode=encode,
+                overwrite=args.overwrite,
+                fps=Fraction(args.fps).limit_denominator(1001) if args.fps else None,
+                copy_streams=not args.no_copy_streams,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"interrupted: the partial output was removed, {args.output} was not written", file=sys.stderr)
+        raise
+    except UserError:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        bar.close()
+    if not args.quiet:
+        print(result.summary())
+        if result.fp32_fallbacks:
+            print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after {dtype} overflowed")
+    return 0

@@ -1,0 +1,241 @@
+"""Streaming inference: frames in, x4 (or resized) frames out, through overlapping temporal windows.
+
+The reference runs the whole clip at once (RAM grows with its length) or, with `max_seq_len`, cuts it into
+independent chunks whose propagation restarts cold at every cut (visible seams). Here each window of `window`
+frames is run as follows:
+
+- forward branch: its hidden state (and the last cleaned frame, for the flow) is carried from the previous window,
+  so the forward direction is exactly what a whole-sequence run computes, with no left context needed;
+- backward branch: it needs the future, so the window is extended by `overlap` look-ahead frames whose outputs
+  are discarded; only this truncation differs from a whole-sequence run, and its effect decays with distance.
+
+With `window >= len(clip)` the computation is the model's own, operation for operation, so the output equals the
+direct model output exactly. Memory depends on `window + overlap` and the frame size only, never on the clip length.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from realbasicvsr.models.blocks import flow_warp
+from realbasicvsr.models.realbasicvsr import RealBasicVSR
+from realbasicvsr.video import Frame
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Chosen by measurement (benchmarks/bench_upscale.py, README): with the forward state carried exactly, 12 frames of
+# look-ahead put the windowed output within ~50 dB PSNR of the whole-clip output on real footage.
+DEFAULT_WINDOW = 30
+DEFAULT_OVERLAP = 12
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """How to run the model. `out_size` (width, height) or `outscale` (relative to the input) resize the x4 output
+    with an antialiased bicubic filter; both None keeps x4."""
+
+    window: int = DEFAULT_WINDOW
+    overlap: int = DEFAULT_OVERLAP
+    device: str = "cpu"
+    dtype: str = "fp32"
+    channels_last: bool = False
+    outscale: float | None = None
+    out_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1 frame, got {self.window}")
+        if self.overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {self.overlap}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.outscale is not None and self.outscale <= 0:
+            raise ValueError(f"outscale must be positive, got {self.outscale}")
+
+
+def pick_device(name: str = "auto") -> str:
+    """'auto' -> cuda if available, else mps, else cpu; other names are checked for availability."""
+    from realbasicvsr.errors import UserError
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but this PyTorch has no usable CUDA GPU; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps was asked for but Apple MPS is not available here; use --device cpu")
+    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return name
+
+
+def output_size(width: int, height: int, options: UpscaleOptions) -> tuple[int, int]:
+    """(width, height) of the output frames for an input of `width` x `height`."""
+    if options.out_size is not None:
+        return options.out_size
+    if options.outscale is not None:
+        return max(1, round(width * options.outscale)), max(1, round(height * options.outscale))
+    return 4 * width, 4 * height
+
+
+@dataclass
+class _State:
+    """Carried between windows: the last cleaned LR frame and the forward-branch feature after it."""
+
+    cleaned: torch.Tensor
+    feat: torch.Tensor
+
+
+class Upscaler:
+    """Runs a `RealBasicVSR` over a stream of frames in overlapping windows; see the module docstring.
+
+    `upscale(frames)` takes and yields `Frame`s (uint8/uint16 RGB), `iter_tensors(frames)` float (3, h, w) tensors
+    in [0, 1] and yields float (3, H, W) tensors (not clamped; for exactness tests and custom pipelines). The model
+    is moved to the device (and to channels_last when asked) in place.
+    """
+
+    def __init__(self, model: RealBasicVSR, options: UpscaleOptions | None = None) -> None:
+        self.options = options or UpscaleOptions()
+        if self.options.dtype == "fp16" and not self.options.device.startswith("cuda"):
+            raise ValueError("fp16 is only supported on CUDA (use bf16 or fp32 on this device)")
+        self.device = torch.device(self.options.device)
+        self.model = model.eval().to(self.device)
+        if self.options.channels_last:
+            if hasattr(self.model, "use_channels_last"):
+                self.model.use_channels_last()  # also switches the per-frame activations
+            else:
+                self.model.to(memory_format=torch.channels_last)
+        self.fallbacks = 0  # windows redone in fp32 because reduced precision gave NaN/Inf
+
+    # ---------------------------------------------------------------- tensors
+    def iter_tensors(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Upscale a stream of (3, h, w) float frames; yields (3, H, W) float frames in order."""
+        window, overlap = self.options.window, self.options.overlap
+        pending: list[torch.Tensor] = []
+        state: _State | None = None
+        for frame in frames:
+            pending.append(frame)
+            if len(pending) >= window + overlap:
+                state = yield from self._run_window(pending[: window + overlap], window, state)
+                pending = pending[window:]
+        while pending:
+            state = yield from self._run_window(pending[: window + overlap], min(window, len(pending)), state)
+            pending = pending[window:]
+
+    def _run_window(self, frames, n_core, state):
+        """Generator: yields the n_core output frames, returns the state after them. Redoes the window in fp32 from
+        the first non-finite frame on when reduced precision overflowed."""
+        low = self.options.dtype != "fp32"
+        holder: list[_State] = []
+        for done, hr in enumerate(self._window_outputs(frames, n_core, state, low, holder)):
+            if low and not bool(torch.isfinite(hr).all()):
+                self.fallbacks += 1
+                warnings.warn(
+                    f"{self.options.dtype} gave NaN/Inf in a window; redoing it in fp32", RuntimeWarning, stacklevel=2
+                )
+                holder.clear()
+                for i, hr32 in enumerate(self._window_outputs(frames, n_core, state, False, holder)):
+                    if i >= done:
+                        yield hr32
+                return holder[0]
+            yield hr
+        return holder[0]
+
+    def _autocast(self, enabled: bool) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=DTYPES[self.options.dtype], enabled=enabled)
+
+    @torch.inference_mode()
+    def _window_outputs(self, frames, n_core, state, low_precision, holder) -> Iterator[torch.Tensor]:
+        """Yield the HR outputs of the first `n_core` frames of `frames`; append the end state to `holder`.
+
+        The autocast context is entered around each compute step and never held across a `yield`, so a consumer
+        (or an abandoned generator after a fp32 fallback) never runs under this window's precision.
+        """
+        model, bvsr = self.model, self.model.basicvsr
+        with self._autocast(low_precision):
+            lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
+            cleaned = model.clean(lq)
+            n, t, _, h, w = cleaned.shape
+            flows_backward, flows_forward = bvsr.compute_flows(cleaned) if t > 1 else (None, None)
+            # Same per-frame memory layout as BasicVSR.iter_outputs, so results match it bit for bit.
+            fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
+            lrs = [cleaned[:, i].contiguous(memory_format=fmt) for i in range(t)]
+
+            # Backward branch over core + look-ahead; keep the features of the core frames only.
+            backward_feats: list[torch.Tensor | None] = [None] * n_core
+            feat = cleaned.new_zeros(n, bvsr.mid_channels, h, w).contiguous(memory_format=fmt)
+            for i in range(t - 1, -1, -1):
+                if i < t - 1:
+                    feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
+                feat = bvsr.backward_resblocks(torch.cat([lrs[i], feat.contiguous(memory_format=fmt)], dim=1))
+                if i < n_core:
+                    backward_feats[i] = feat
+
+            # Forward branch: continue from the previous window's state (zeros at the start of the clip).
+            if state is None:
+                feat = torch.zeros_like(feat)
+            else:
+                boundary_flow = bvsr.spynet(lrs[0], state.cleaned.to(cleaned.dtype))
+                feat = flow_warp(state.feat.to(feat.dtype), boundary_flow.permute(0, 2, 3, 1))
+        size = output_size(w, h, self.options)
+        for i in range(n_core):
+            with self._autocast(low_precision):
+                lr = lrs[i]
+                if i > 0:
+                    flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, t - 1 - i]
+                    feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
+                feat = bvsr.forward_resblocks(torch.cat([lr, feat.contiguous(memory_format=fmt)], dim=1))
+                hr = bvsr.reconstruct(lr, backward_feats[i], feat)
+                backward_feats[i] = None
+            if (hr.shape[-1], hr.shape[-2]) != size:
+                hr = resize(hr.float(), size)
+            yield hr[0]
+        holder.append(_State(lrs[n_core - 1].clone(), feat.clone()))
+
+    # ---------------------------------------------------------------- frames
+    def upscale(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """Upscale a stream of `Frame`s; timestamps, names and order are kept, alpha is resized."""
+        queue: deque[Frame] = deque()
+
+        def tensors() -> Iterator[torch.Tensor]:
+            for frame in frames:
+                queue.append(frame)
+                yield to_tensor(frame.image)
+
+        for hr in self.iter_tensors(tensors()):
+            source = queue.popleft()
+            depth = 16 if source.image.dtype == np.uint16 else 8
+            alpha = None
+            if source.alpha is not None:
+                alpha = to_image(
+                    resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
+                )[..., 0]
+            yield replace(source, image=to_image(hr, depth), alpha=alpha)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (n, c, h, w) to `size` = (width, height) with antialiased bicubic (a proper low-pass when shrinking)."""
+    width, height = size
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HWC uint8/uint16 -> (c, h, w) float32 in [0, 1] (x / 255, as the official script; x / 65535 for 16 bit)."""
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    array = image.astype(np.float32) if image.dtype == np.uint16 else image
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(scale)
+
+
+def to_image(x: torch.Tensor, depth: int = 8) -> np.ndarray:
+    """(c, h, w) float -> HWC uint8 (or uint16): clamp to [0, 1], scale, round half to even (as tensor2img)."""
+    peak = 65535.0 if depth > 8 else 255.0
+    q = x.detach().float().clamp_(0, 1).mul_(peak).round_()
+    q = q.to(torch.int32 if depth > 8 else torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return q.astype(np.uint16) if depth > 8 else q

@@ -1,0 +1,306 @@
+"""Streaming input: videos (anything FFmpeg decodes), folders of images and single images -> RGB frames.
+
+Every input goes through PyAV/FFmpeg, images included, so PNG/JPEG/BMP/TIFF/WebP in 8 or 16 bits, grey, RGB and
+RGBA all take the same path. Frames come out one at a time as `Frame` objects (HWC RGB numpy, uint8 for 8-bit
+sources, uint16 for deeper ones) with the source timestamp, so nothing ever holds the whole video.
+
+YUV -> RGB uses the matrix and range the stream declares. When a stream declares no matrix we do what players do:
+BT.709 for frames 720 lines or taller, BT.601 below. The official script instead relies on OpenCV's defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from realbasicvsr.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".flv", ".ts", ".mts", ".mpg", ".mpeg", ".wmv")
+
+# AVColorSpace values (libavutil/pixfmt.h) -> the swscale matrix name PyAV understands.
+_MATRIX_BY_AVCOL = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
+_AVCOL_RANGE_JPEG = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame. `image` is (h, w, 3) RGB, uint8 or uint16; `alpha` (h, w) of the same dtype or None.
+
+    `pts` is in the source's `VideoInfo.time_base` (None for image inputs); `name` is the source file name for
+    image folders (used to name output frames).
+    """
+
+    index: int
+    image: np.ndarray
+    pts: int | None = None
+    alpha: np.ndarray | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """How the source's YUV maps to RGB: swscale matrix name ('ITU709', 'ITU601', ...) and full or limited range."""
+
+    matrix: str = "ITU709"
+    full_range: bool = False
+    declared: bool = False  # False when guessed from the frame height (the stream said 'unspecified')
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns about an input before any frame is decoded."""
+
+    path: Path
+    kind: str  # "video", "folder" or "image"
+    width: int
+    height: int
+    num_frames: int | None  # exact for images and folders; the container's count (or an estimate) for videos
+    fps: Fraction | None  # average frame rate of a video; None for images
+    time_base: Fraction | None
+    bit_depth: int  # 8 or 16 (10/12-bit video is read as 16-bit)
+    has_alpha: bool
+    codec: str | None
+    color: ColorInfo = field(default_factory=ColorInfo)
+    frames_exact: bool = True
+    files: tuple[Path, ...] = ()  # the image files of a folder, in natural order
+
+    @property
+    def duration(self) -> float | None:
+        if self.num_frames is None or not self.fps:
+            return None
+        return float(self.num_frames / self.fps)
+
+
+def natural_key(name: str) -> list[object]:
+    """Sort key so that frame2.png comes before frame10.png."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly inside `folder`, naturally sorted (hidden files ignored)."""
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path))
+    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError) as error:
+        raise UserError(
+            f"{path} is not a video or image that FFmpeg can read ({error.strerror or error}); "
+            "check the file, or convert it with ffmpeg first"
+        ) from error
+    except av.error.FFmpegError as error:
+        raise UserError(f"cannot open {path}: {error}; check the file and its permissions") from error
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise UserError(f"{path} has no video stream (it contains: {', '.join(kinds)}); give a video file instead")
+    return container.streams.video[0]
+
+
+def _bit_depth(format_: av.video.format.VideoFormat) -> int:
+    return 16 if max((c.bits for c in format_.components), default=8) > 8 else 8
+
+
+def _has_alpha(format_: av.video.format.VideoFormat) -> bool:
+    return any(c.is_alpha for c in format_.components)
+
+
+def _color_of(colorspace: int, color_range: int, pix_fmt: str, height: int) -> ColorInfo:
+    full = color_range == _AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
+    if colorspace in _MATRIX_BY_AVCOL:
+        return ColorInfo(_MATRIX_BY_AVCOL[colorspace], full, True)
+    return ColorInfo("ITU709" if height >= 720 else "ITU601", full, False)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Inspect an input (video file, image folder or image file) without decoding the whole of it."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input {path} does not exist; check the path")
+    if path.is_dir():
+        return _probe_folder(path)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        info = _probe_image(path)
+        return VideoInfo(**{**info.__dict__, "kind": "image", "files": (path,)})
+    return _probe_video(path)
+
+
+def _probe_image(path: Path) -> VideoInfo:
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        try:
+            frame = next(container.decode(stream), None)
+        except av.error.FFmpegError as error:
+            raise UserError(f"{path} is not a readable image ({error}); re-save it as PNG") from error
+        if frame is None:
+            raise UserError(f"{path} contains no image; re-save it as PNG")
+        return VideoInfo(
+            path=path,
+            kind="image",
+            width=frame.width,
+            height=frame.height,
+            num_frames=1,
+            fps=None,
+            time_base=None,
+            bit_depth=_bit_depth(frame.format),
+            has_alpha=_has_alpha(frame.format),
+            codec=stream.codec_context.name,
+            color=_color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
+        )
+
+
+def _probe_folder(path: Path) -> VideoInfo:
+    files = list_images(path)
+    if not files:
+        raise UserError(
+            f"folder {path} contains no images ({', '.join(IMAGE_EXTENSIONS)}); point to a folder of frames or a video"
+        )
+    first = _probe_image(files[0])
+    return VideoInfo(
+        **{**first.__dict__, "path": path, "kind": "folder", "num_frames": len(files), "files": tuple(files)}
+    )
+
+
+def _probe_video(path: Path) -> VideoInfo:
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        ctx = stream.codec_context
+        if not ctx.width or not ctx.height or ctx.format is None:
+            raise UserError(f"{path}: the video stream has no size or pixel format; the file is damaged or unsupported")
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = Fraction(fps) if fps else None
+        num_frames, exact = (stream.frames, True) if stream.frames > 0 else (None, False)
+        if num_frames is None and fps is not None:
+            seconds = float(stream.duration * stream.time_base) if stream.duration else None
+            if seconds is None and container.duration:
+                seconds = container.duration / av.time_base
+            num_frames = round(seconds * fps) if seconds else None
+        return VideoInfo(
+            path=path,
+            kind="video",
+            width=ctx.width,
+            height=ctx.height,
+            num_frames=num_frames,
+            fps=fps,
+            time_base=Fraction(stream.time_base) if stream.time_base else None,
+            bit_depth=_bit_depth(ctx.format),
+            has_alpha=_has_alpha(ctx.format),
+            codec=ctx.name,
+            color=_color_of(ctx.colorspace, ctx.color_range, ctx.format.name, ctx.height),
+            frames_exact=exact,
+        )
+
+
+def frame_to_rgb(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, np.ndarray | None]:
+    """Convert a decoded frame to (rgb, alpha) numpy arrays using the stream's colour matrix and range."""
+    deep = _bit_depth(frame.format) > 8 or info.bit_depth > 8
+    alpha = _has_alpha(frame.format)
+    fmt = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
+    color = _color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height)
+    if not color.declared:
+        color = info.color  # per-frame tags missing: use what the stream said (or our guess from its height)
+    rgb = frame.reformat(
+        format=fmt,
+        src_colorspace=color.matrix,
+        src_color_range="JPEG" if color.full_range else "MPEG",
+        dst_color_range="JPEG",
+        # Accurate rounding and full chroma interpolation: the default fast path loses up to 2 levels.
+        interpolation=av.video.reformatter.Interpolation.BICUBIC
+        | av.video.reformatter.Interpolation.ACCURATE_RND
+        | av.video.reformatter.Interpolation.FULL_CHR_H_INT,
+    ).to_ndarray()
+    if deep and info.bit_depth == 8:
+        rgb = (rgb.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif not deep and info.bit_depth == 16:
+        rgb = rgb.astype(np.uint16) * 257
+    if alpha:
+        return np.ascontiguousarray(rgb[..., :3]), np.ascontiguousarray(rgb[..., 3])
+    return rgb, None
+
+
+def read_frames(info: VideoInfo) -> Iterator[Frame]:
+    """Yield the frames of a probed input in order, one at a time.
+
+    Raises `UserError` when a folder's images change size, when a video has no decodable frame, or when the
+    decoder fails midway (a corrupted stream): the caller then discards its partial output.
+    """
+    if info.kind == "video":
+        yield from _read_video(info)
+        return
+    for index, file in enumerate(info.files):
+        with _open(file) as container:
+            stream = _video_stream(container, file)
+            try:
+                frame = next(container.decode(stream), None)
+            except av.error.FFmpegError as error:
+                raise UserError(f"cannot decode image {file} ({error}); re-save or remove it") from error
+            if frame is None:
+                raise UserError(f"{file} contains no image; re-save or remove it")
+            if (frame.width, frame.height) != (info.width, info.height):
+                raise UserError(
+                    f"{file} is {frame.width}x{frame.height} but the first frame is {info.width}x{info.height}; "
+                    "all frames of a folder must have the same size (resize them or split the folder)"
+                )
+            rgb, alpha = frame_to_rgb(frame, info)
+            yield Frame(index=index, image=rgb, alpha=alpha, name=file.name)
+
+
+def _read_video(info: VideoInfo) -> Iterator[Frame]:
+    path = info.path
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        index = 0
+        last_pts: int | None = None
+        try:
+            for frame in container.decode(stream):
+                if (frame.width, frame.height) != (info.width, info.height):
+                    raise UserError(
+                        f"{path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
+                        f"{info.width}x{info.height}; split the video where the size changes (ffmpeg -ss/-to)"
+                    )
+                pts = frame.pts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    # Missing or repeated timestamps (some AVI/raw streams): keep order, stay strictly increasing.
+                    pts = (
+                        _fallback_pts(index, info)
+                        if last_pts is None
+                        else max(_fallback_pts(index, info), last_pts + 1)
+                    )
+                last_pts = pts
+                rgb, alpha = frame_to_rgb(frame, info)
+                yield Frame(index=index, image=rgb, pts=pts, alpha=alpha)
+                index += 1
+        except av.error.FFmpegError as error:
+            raise UserError(
+                f"{path}: decoding failed after {index} frames ({error}); the stream is corrupted there — "
+                "repair it (e.g. ffmpeg -i in -c copy out.mkv) or cut it before that point"
+            ) from error
+    if index == 0:
+        raise UserError(f"{path} has a video stream but no decodable frames; check the file")
+    if info.frames_exact and info.num_frames is not None and index < info.num_frames:
+        raise UserError(
+            f"{path}: the container lists {info.num_frames} frames but only {index} could be decoded; the file is "
+            "truncated or corrupted — repair it (ffmpeg -i in -c copy out.mkv) and try again"
+        )
+
+
+def _fallback_pts(index: int, info: VideoInfo) -> int:
+    if info.fps and info.time_base:
+        return round(index / info.fps / info.time_base)
+    return index

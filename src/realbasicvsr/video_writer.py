@@ -1,0 +1,294 @@
+"""Streaming output: an encoded video (audio and subtitles copied packet by packet), a folder of PNGs, or one image.
+
+Writers take `Frame`s (HWC RGB uint8/uint16) in order. The video writer keeps the source's time base and each
+frame's timestamp, so the frame rate (variable included) and the duration follow the source; the official script
+wrote OpenCV 'mp4v' at a fixed 25 fps and dropped audio. Other streams of the source are demuxed a second time
+and muxed as they come due, so long files never buffer their whole audio track.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.video import ColorInfo, Frame, VideoInfo
+
+CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
+CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
+# Default CRF per codec: visually transparent for x264/x265 (the usual recommendation), VP9's constant-quality value.
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24}
+# AVColorSpace / primaries / transfer codes used to tag the output: (colorspace, primaries, trc).
+_TAGS = {"ITU709": (1, 1, 1), "ITU601": (6, 6, 6), "SMPTE240M": (7, 7, 7), "BT2020": (9, 9, 14), "FCC": (4, 4, 4)}
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """Encoder control. `crf=None` takes the codec's default; `lossless` overrides CRF (x264 qp 0, x265/VP9
+    lossless=1, FFV1 always); `pix_fmt=None` picks yuv420p (yuv420p10le for >8-bit sources; yuv444p when lossless,
+    gbrp for FFV1 so that lossless really is lossless in RGB)."""
+
+    codec: str = "libx264"
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    lossless: bool = False
+
+    def resolved_pix_fmt(self, bit_depth: int) -> str:
+        if self.pix_fmt:
+            return self.pix_fmt
+        if self.codec == "ffv1":
+            return "gbrp16le" if bit_depth > 8 else "gbrp"
+        base = "yuv444p" if self.lossless else "yuv420p"
+        return base + "10le" if bit_depth > 8 else base
+
+    def codec_options(self) -> dict[str, str]:
+        options: dict[str, str] = {}
+        if self.codec in ("libx264", "libx265"):
+            if self.lossless:
+                options["qp" if self.codec == "libx264" else "x265-params"] = (
+                    "0" if self.codec == "libx264" else "lossless=1"
+                )
+            else:
+                options["crf"] = str(self.crf if self.crf is not None else DEFAULT_CRF[self.codec])
+            options["preset"] = self.preset or "medium"
+            if self.codec == "libx265":
+                options.setdefault("x265-params", "log-level=error")
+        elif self.codec == "libvpx-vp9":
+            if self.lossless:
+                options["lossless"] = "1"
+            else:
+                options["crf"] = str(self.crf if self.crf is not None else DEFAULT_CRF[self.codec])
+                options["b"] = "0"  # constant quality mode
+            options["deadline"] = {"veryslow": "best", "slow": "good"}.get(self.preset or "", "good")
+            options["row-mt"] = "1"
+        return options
+
+
+def container_format(path: Path) -> str:
+    fmt = CONTAINER_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(
+            f"unknown output extension {path.suffix!r} for {path}; use .mp4, .mkv, .mov or .webm for a video, "
+            "an image extension for one image, or a folder path for PNG frames"
+        )
+    return fmt
+
+
+def check_codec(settings: EncodeSettings, fmt: str, path: Path) -> None:
+    """Fail before any work when the codec is unknown, missing from this FFmpeg, or not storable in the container."""
+    if settings.codec not in CODECS:
+        raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}")
+    try:
+        codec = av.codec.Codec(settings.codec, "w")
+    except av.error.FFmpegError as error:  # pragma: no cover - depends on the FFmpeg build
+        raise UserError(f"this FFmpeg build has no {settings.codec} encoder; pick another --codec") from error
+    with av.open(io.BytesIO(), "w", format=fmt) as probe_container:  # in memory: nothing is written to disk
+        supported = probe_container.supported_codecs
+    if codec.canonical_name not in supported:
+        raise UserError(
+            f"codec {settings.codec} cannot be stored in a {path.suffix} file; use .mkv, or --codec "
+            + ("libvpx-vp9" if fmt == "webm" else "libx264")
+        )
+    pix_fmts = {f.name for f in codec.video_formats or ()}
+    for depth in (8,):
+        pix_fmt = settings.resolved_pix_fmt(depth)
+        if pix_fmts and pix_fmt not in pix_fmts:
+            raise UserError(f"{settings.codec} cannot encode pixel format {pix_fmt}; choose one of {sorted(pix_fmts)}")
+
+
+class VideoWriter:
+    """Encode RGB frames to `path` (a temporary name is fine: the container format is given explicitly)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fmt: str,
+        width: int,
+        height: int,
+        source: VideoInfo,
+        settings: EncodeSettings,
+        fps: Fraction,
+        copy_streams: bool = True,
+    ) -> None:
+        self.path = path
+        self.frames_written = 0
+        self._container = av.open(str(path), "w", format=fmt)
+        self._deep = source.bit_depth > 8
+        pix_fmt = settings.resolved_pix_fmt(source.bit_depth)
+        if pix_fmt.startswith(("yuv420", "yuv422", "nv12")) and (width % 2 or height % 2):
+            raise UserError(f"{pix_fmt} needs an even output size, got {width}x{height}; pick an even --size")
+        stream = self._container.add_stream(settings.codec, rate=fps, options=settings.codec_options())
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        # Keep the source's clock: each frame's pts is copied, so VFR timing and the duration survive.
+        self._time_base = source.time_base if source.kind == "video" and source.time_base else 1 / fps
+        stream.codec_context.time_base = self._time_base
+        stream.time_base = self._time_base
+        # Encode with the source's matrix and say so in the stream, so players decode the colours we meant.
+        self._color = source.color if source.kind == "video" else ColorInfo("ITU709", False, True)
+        spc, pri, trc = _TAGS.get(self._color.matrix, _TAGS["ITU709"])
+        stream.codec_context.colorspace, stream.codec_context.color_primaries = spc, pri
+        stream.codec_context.color_trc = trc
+        stream.codec_context.color_range = 2 if self._color.full_range else 1
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        self._fps = fps
+        self._remux = _Remuxer(source.path, self._container) if copy_streams and source.kind == "video" else None
+
+    def write(self, frame: Frame) -> None:
+        image = frame.image
+        fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
+        av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
+        av_frame = av_frame.reformat(
+            format=self._stream.pix_fmt,
+            src_color_range="JPEG",
+            dst_colorspace=self._color.matrix,
+            dst_color_range="JPEG" if self._color.full_range else "MPEG",
+            interpolation=av.video.reformatter.Interpolation.BICUBIC | av.video.reformatter.Interpolation.ACCURATE_RND,
+        )
+        pts = frame.pts if frame.pts is not None else round(frame.index / self._fps / self._time_base)
+        av_frame.pts = pts
+        av_frame.time_base = self._time_base
+        if self._remux is not None:
+            self._remux.mux_until(float(pts * self._time_base))
+        self._container.mux(self._stream.encode(av_frame))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and the remaining packets of the other streams, then finish the file."""
+        self._container.mux(self._stream.encode(None))
+        if self._remux is not None:
+            self._remux.mux_until(None)
+            self._remux.close()
+        self._container.close()
+
+    def abort(self) -> None:
+        """Close without finishing (the caller deletes the file)."""
+        if self._remux is not None:
+            self._remux.close()
+        # The file is deleted anyway; the error that made us abort is the one to report.
+        with contextlib.suppress(av.error.FFmpegError):
+            self._container.close()
+
+
+class _Remuxer:
+    """Copies the source's audio and subtitle packets into `output`, untouched, interleaved by time."""
+
+    def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
+        self._input = av.open(str(source))
+        streams = [s for s in self._input.streams if s.type in ("audio", "subtitle")]
+        self._map = {}
+        for stream in streams:
+            name = stream.codec_context.name
+            if name not in output.supported_codecs:
+                self._input.close()
+                raise UserError(
+                    f"the source's {stream.type} stream #{stream.index} ({name}) cannot be copied into this "
+                    "container; write .mkv instead (it holds any codec)"
+                )
+            self._map[stream.index] = output.add_stream_from_template(stream)
+        self._packets = self._input.demux(streams) if streams else iter(())
+        self._pending: av.Packet | None = None
+
+    def mux_until(self, seconds: float | None) -> None:
+        """Mux every packet that starts before `seconds` (all that remain when None)."""
+        output_container = next(iter(self._map.values())).container if self._map else None
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.dts is None and packet.pts is None:
+                continue  # demuxer flush packets carry no data
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and float(ts * packet.time_base) > seconds:
+                self._pending = packet
+                return
+            packet.stream = self._map[packet.stream.index]
+            output_container.mux(packet)
+
+    def close(self) -> None:
+        self._input.close()
+
+
+def write_image(path: Path, image: np.ndarray, alpha: np.ndarray | None = None, fmt: str | None = None) -> None:
+    """Write one RGB(A) image (8 or 16 bit) with FFmpeg's image encoders; the format follows the extension."""
+    suffix = path.suffix.lower()
+    codec = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}.get(
+        fmt or suffix
+    )
+    if codec is None:
+        raise UserError(f"cannot write images with extension {suffix!r}; use .png, .jpg, .bmp or .tiff")
+    deep = image.dtype == np.uint16
+    if codec in ("mjpeg", "bmp") and deep:
+        image, alpha = (image // 257).astype(np.uint8), None if alpha is None else (alpha // 257).astype(np.uint8)
+        deep = False
+    if alpha is not None and codec in ("png", "tiff"):
+        data, in_fmt = np.dstack([image, alpha]), ("rgba64le" if deep else "rgba")
+    else:
+        data, in_fmt = image, ("rgb48le" if deep else "rgb24")
+    out_fmt = {
+        "png": {"rgb24": "rgb24", "rgba": "rgba", "rgb48le": "rgb48be", "rgba64le": "rgba64be"}[in_fmt],
+        "tiff": {"rgb24": "rgb24", "rgba": "rgba", "rgb48le": "rgb48le", "rgba64le": "rgba64le"}[in_fmt],
+        "mjpeg": "yuvj444p",
+        "bmp": "bgr24",
+    }[codec]
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(data), format=in_fmt)
+    if out_fmt != in_fmt:
+        frame = frame.reformat(format=out_fmt, src_color_range="JPEG", dst_color_range="JPEG")
+    with av.open(str(path), "w", format="image2", options={"update": "1"}) as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.width, stream.height, stream.pix_fmt = frame.width, frame.height, out_fmt
+        if codec == "mjpeg":
+            stream.codec_context.color_range = 2
+            stream.options = {"qscale": "2"}
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+class ImageFolderWriter:
+    """PNG frames in a folder: the source file's name for image folders, else 00000000.png, 00000001.png, ..."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder
+        self.frames_written = 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame) -> None:
+        name = Path(frame.name).stem + ".png" if frame.name else f"{frame.index:08d}.png"
+        write_image(self.path / name, frame.image, frame.alpha)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class ImageWriter:
+    """A single image (for a single-image input); the format follows the final output's extension."""
+
+    def __init__(self, path: Path, final_suffix: str) -> None:
+        self.path = path
+        self.frames_written = 0
+        self._suffix = final_suffix.lower()
+
+    def write(self, frame: Frame) -> None:
+        if self.frames_written:
+            raise UserError("an image output holds one frame; give a video or folder output for several frames")
+        write_image(self.path, frame.image, frame.alpha, fmt=self._suffix)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
