@@ -1,0 +1,344 @@
+"""Training configuration: typed frozen dataclasses, the `stage1`/`stage2`/`tiny` presets and strict file loading.
+
+A config file (YAML or TOML) has the sections `model`, `data`, `loss`, `optim`, `run`, `log` and `checkpoint`;
+every key is optional (missing keys keep the defaults below) and an unknown key is an error, so a typo never
+silently falls back to a default. `KEY=VALUE` overrides (`data.batch_size=4`) are applied on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.models import ModelConfig
+
+DEGRADATIONS = ("realworld", "none")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What one training sample is. Defaults are the official recipe (d.1-d.2 of the spec)."""
+
+    # "realworld": the second-order degradation pipeline (realbasicvsr.degrade); "none": LQ = bicubic x4
+    # downsampling of the GT and no sharpening (paired data; quick fine-tuning and tests).
+    degradation: str = "realworld"
+    num_frames: int = 15  # consecutive frames loaded per sample
+    mirror: bool = True  # x1..xT, xT..x1: 15 loaded frames train on 30
+    gt_size: int = 256  # GT crop; the LQ crop is gt_size / 4
+    batch_size: int = 16  # sequences per step, summed over all processes
+    workers: int = 10  # DataLoader worker processes per training process
+    val_dir: str | None = None  # GT clip folders for validation (PSNR/SSIM); LQ = bicubic x4 unless val_lq_dir
+    val_lq_dir: str | None = None
+    val_max_frames: int = 30  # frames per validation clip (keeps validation memory bounded)
+    val_max_clips: int = 10
+
+    def __post_init__(self) -> None:
+        _choice("data.degradation", self.degradation, DEGRADATIONS)
+        _positive("data.num_frames", self.num_frames)
+        _positive("data.batch_size", self.batch_size)
+        _positive("data.val_max_frames", self.val_max_frames)
+        _positive("data.val_max_clips", self.val_max_clips)
+        if self.workers < 0:
+            raise UserError(f"data.workers must be >= 0, got {self.workers}")
+        if self.gt_size < 32 or self.gt_size % 8:
+            raise UserError(f"data.gt_size must be a multiple of 8 and at least 32, got {self.gt_size}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights; a weight of 0 removes the term (and, for perceptual/GAN, the network behind it)."""
+
+    pixel_weight: float = 1.0  # L1 of the output against the unsharp-masked GT
+    cleaning_weight: float = 1.0  # L1 of the cleaned LQ against the area-downsampled unsharp-masked GT
+    perceptual_weight: float = 0.0  # VGG19 layers 2, 7, 16, 25, 34 with weights 0.1, 0.1, 1, 1, 1
+    gan_weight: float = 0.0  # vanilla GAN, UNet discriminator; its real samples are the plain GT
+    # VGG19 ImageNet weights: "imagenet" (cached download, sha256-checked), a path to a torchvision-layout
+    # state dict (vgg19-dcbb9e9d.pth), or "random" (tests and benchmarks only).
+    vgg_weights: str = "imagenet"
+    discriminator_channels: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("pixel_weight", "cleaning_weight", "perceptual_weight", "gan_weight"):
+            if getattr(self, name) < 0:
+                raise UserError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        _positive("loss.discriminator_channels", self.discriminator_channels)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam for both networks, constant learning rate, generator EMA (as the reference)."""
+
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    ema_decay: float = 0.999
+    # Not in the reference (0 = off): clip the generator's gradient norm, for users whose runs diverge.
+    grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise UserError(f"optim.lr_g and optim.lr_d must be positive, got {self.lr_g}, {self.lr_d}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: int = 300_000
+    seed: int = 0
+    precision: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 with a scaler; fp32 on CPU
+    channels_last: bool = True
+    # Generator initialisation: a run folder or checkpoint of ours (its EMA weights), an official .pth or a
+    # release .safetensors. Stage 2 starts from the stage-1 EMA weights this way.
+    init_from: str | None = None
+    spynet_weights: str | None = None  # the official SPyNet file (mmedit's spynet_20210409-c6c1bd09.pth)
+    max_bad_steps: int = 5  # NaN/Inf losses in a row before the run stops
+
+    def __post_init__(self) -> None:
+        _positive("run.steps", self.steps)
+        _positive("run.max_bad_steps", self.max_bad_steps)
+        _choice("run.precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 100  # progress line and metrics.jsonl
+    val_every: int = 5000  # validation and sample strips (needs data.val_dir)
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("log.every", self.every)
+        _positive("log.val_every", self.val_every)
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = 5000
+    keep: int = 3  # newest checkpoints kept on disk
+
+    def __post_init__(self) -> None:
+        _positive("checkpoint.every", self.every)
+        _positive("checkpoint.keep", self.keep)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @property
+    def adversarial(self) -> bool:
+        return self.loss.gan_weight > 0
+
+
+def stage1() -> TrainConfig:
+    """Official stage 1 (`realbasicvsr_wogan_c64b20_2x30x8_lr1e-4_300k_reds`): L1 + cleaning, 300k steps."""
+    return TrainConfig()
+
+
+def stage2() -> TrainConfig:
+    """Official stage 2 (the released model): + perceptual + GAN, 150k steps, from the stage-1 EMA weights."""
+    return TrainConfig(
+        data=DataConfig(batch_size=8),
+        loss=LossConfig(perceptual_weight=1.0, gan_weight=0.05),
+        optim=OptimConfig(lr_g=5e-5, lr_d=1e-4),
+        run=RunConfig(steps=150_000),
+    )
+
+
+def tiny() -> TrainConfig:
+    """A laptop-CPU run: a c16 model with 2 + 2 blocks, 5 (+5 mirrored) frames of 64x64, 500 steps."""
+    return TrainConfig(
+        model=ModelConfig(mid_channels=16, num_propagation_blocks=2, num_cleaning_blocks=2),
+        data=DataConfig(num_frames=5, gt_size=64, batch_size=2, workers=2, val_max_frames=10, val_max_clips=2),
+        optim=OptimConfig(lr_g=2e-4),
+        run=RunConfig(steps=500),
+        log=LogConfig(every=10, val_every=100),
+        checkpoint=CheckpointConfig(every=100, keep=2),
+    )
+
+
+PRESETS = {"stage1": stage1, "stage2": stage2, "tiny": tiny}
+
+
+def load_config(source: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A preset name (`stage1`, `stage2`, `tiny`) or a .yaml/.yml/.toml file, plus `section.key=value` overrides.
+
+    A file may start from a preset with a top-level `preset: stage2` line and change only what differs.
+    """
+    text = str(source)
+    if text in PRESETS:
+        data: dict[str, Any] = PRESETS[text]().to_dict()
+    else:
+        data = _read_file(Path(text))
+        preset = data.pop("preset", None)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise UserError(f"{text}: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+            data = _merge(PRESETS[preset]().to_dict(), data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise UserError(f"override {item!r} must look like section.key=value, e.g. data.batch_size=4")
+        data = _merge(data, _nested(key.split("."), _parse_value(value)))
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Build a TrainConfig from plain data; unknown keys and wrongly typed values raise UserError."""
+    return _build(TrainConfig, data, "")
+
+
+def dump_yaml(config: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
+    return replace(config, run=replace(config.run, steps=steps))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config {path} not found; give a .yaml/.toml file or a preset: {', '.join(PRESETS)}")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        toml = _toml_module()
+        try:
+            data = toml.loads(path.read_text())
+        except toml.TOMLDecodeError as error:
+            raise UserError(f"config {path} could not be parsed: {error}") from error
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"config {path} could not be parsed: {error}") from error
+    else:
+        raise UserError(f"config {path}: unknown file type {suffix!r}; use .yaml, .yml or .toml")
+    if not isinstance(data, dict):
+        raise UserError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _toml_module() -> Any:
+    try:
+        import tomllib  # Python 3.11+
+
+        return tomllib
+    except ImportError:
+        try:
+            import tomli
+
+            return tomli
+        except ImportError as error:
+            raise UserError("TOML configs need Python 3.11+ or `pip install tomli`; or use a .yaml config") from error
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UserError(f"override value {text!r} could not be parsed: {error}") from error
+
+
+def _nested(keys: list[str], value: Any) -> dict[str, Any]:
+    return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {where or 'top level'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(
+            f"unknown config key(s) {', '.join(where + k for k in unknown)}; known in "
+            f"{where.rstrip('.') or 'top level'}: {', '.join(sorted(names))}"
+        )
+    kwargs = {name: _coerce(hints[name], value, where + name) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # ModelConfig validates with ValueError
+        raise UserError(str(error)) from error
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise UserError(f"config {where} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    if hint is float:
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it obviously is.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is str and isinstance(value, str):
+        return value
+    raise UserError(f"config {where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{name} must be at least 1, got {value}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,240 @@
+"""`train(config, data_dir, run_dir)`: set up, resume, iterate, log, validate, checkpoint — top to bottom."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+
+import torch
+from torch.utils.data import DataLoader
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.train import dist
+from realbasicvsr.train.config import TrainConfig, dump_yaml
+from realbasicvsr.train.data import StepSampler, TrainDataset, scan_clips
+from realbasicvsr.train.log import RunLog
+from realbasicvsr.train.setup import build_trainer, restore, training_state, wrap_ddp
+from realbasicvsr.train.state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from realbasicvsr.train.step import train_step
+from realbasicvsr.train.validate import load_val_clips, save_strip, validate
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int  # completed steps
+    losses: dict[str, float]  # of the last step
+    interrupted: bool  # stopped by Ctrl-C / SIGTERM (a checkpoint was saved)
+    checkpoint: Path | None  # the last checkpoint written
+    generator: torch.nn.Module  # the trained generator (unwrapped from DDP)
+    generator_ema: torch.nn.Module  # its EMA: the weights to validate and export
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps, so the saved state is always consistent.
+
+    A second Ctrl-C interrupts at once (default handler restored).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # signal.signal raises ValueError outside the main thread: then there is no graceful stop.
+            with contextlib.suppress(ValueError):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config: TrainConfig,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    *,
+    max_steps: int | None = None,
+    resume: str | None = None,
+    device: str | None = None,
+    stream: TextIO = sys.stderr,
+) -> TrainResult:
+    """Train until `max_steps` (default `config.run.steps`) steps are done; returns where it stopped.
+
+    `resume`: None (the run folder must not hold checkpoints yet), "auto" (continue from the newest checkpoint
+    in `run_dir`, or start fresh when there is none) or a checkpoint path. Started by torchrun, every process
+    calls this and DDP is used; rank 0 alone writes logs, samples and checkpoints.
+    """
+    info = dist.setup(device)
+    try:
+        return _train(config, Path(data_dir), Path(run_dir), max_steps, resume, info, stream)
+    finally:
+        dist.teardown(info)
+
+
+def _train(
+    config: TrainConfig,
+    data_dir: Path,
+    run_dir: Path,
+    max_steps: int | None,
+    resume: str | None,
+    info: dist.DistInfo,
+    stream: TextIO,
+) -> TrainResult:
+    if max_steps is not None:
+        config = replace(config, run=replace(config.run, steps=max_steps))
+    total = config.run.steps
+    checkpoint = _find_resume_checkpoint(run_dir, resume)
+    clips = scan_clips(data_dir, config.data.num_frames, config.data.gt_size)
+    val_clips = load_val_clips(config.data) if info.is_main else []
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text(run_dir / "config.yaml", dump_yaml(config))
+
+    trainer = build_trainer(config, info)
+    step, bad_streak = 0, 0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        restore(trainer, state)
+        step, bad_streak = int(state["step"]), int(state.get("bad_streak", 0))
+        if info.is_main:
+            set_rng_state(state["rng"])
+        else:  # only rank 0's RNG state is stored; no training op draws from it (data has its own seeds)
+            torch.manual_seed(config.run.seed * 1000 + info.rank + step)
+    else:
+        torch.manual_seed(config.run.seed * 1000 + info.rank)
+    wrap_ddp(trainer, info)
+
+    sampler = StepSampler(len(clips), config.data.batch_size, config.run.seed, step, total, info.rank, info.world_size)
+    loader = DataLoader(
+        TrainDataset(clips, config.data, config.run.seed, info.rank),
+        batch_size=sampler.local_batch,
+        sampler=sampler,
+        num_workers=config.data.workers,
+        pin_memory=info.device.type == "cuda",
+        worker_init_fn=_init_worker,
+    )
+    log = RunLog(run_dir, total, config.log.tensorboard, stream) if info.is_main else None
+    if log is not None:
+        where = f"resumed from {checkpoint} at step {step}" if checkpoint else "started"
+        log.message(
+            f"training {where}: {len(clips)} clips, {info.world_size} process(es) on {info.device.type}, "
+            f"batch {config.data.batch_size} ({sampler.local_batch} per process), {total} steps -> {run_dir}"
+        )
+        if config.adversarial and not config.run.init_from and checkpoint is None:
+            log.message("warning: stage 2 normally starts from stage-1 weights (set run.init_from=RUN_DIR)")
+
+    def save() -> Path | None:
+        saved = None
+        if info.is_main:
+            state = training_state(trainer) | {"step": step, "bad_streak": bad_streak, "rng": rng_state()}
+            saved = save_checkpoint(run_dir, step, state, config.checkpoint.keep)
+        dist.barrier(info)
+        return saved
+
+    losses: dict[str, float] = {}
+    last_saved: Path | None = None
+    interrupted = False
+    trainer.generator.train()
+    batches = iter(loader)
+    with _StopRequest() as stop:
+        while step < total:
+            wait_start = time.perf_counter()
+            batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
+            data_wait = time.perf_counter() - wait_start
+            losses, ok = train_step(trainer, batch, info.device, info.distributed)
+            step += 1
+            if ok:
+                bad_streak = 0
+            else:
+                bad_streak += 1
+                _nan_warning(log, step, losses, bad_streak, config.run.max_bad_steps, last_saved)
+            if log is not None:
+                log.add_step(data_wait)
+            if step % config.log.every == 0 or step == total:
+                logged = dist.mean_over_ranks(losses, info)
+                if log is not None:
+                    log.log(step, logged)
+            if config.data.val_dir and (step % config.log.val_every == 0 or step == total):
+                if log is not None:
+                    _validate(trainer.generator_ema, val_clips, info.device, run_dir, step, log)
+                dist.barrier(info)  # the other ranks wait here, not inside a collective with a timeout
+            if step % config.checkpoint.every == 0 or step == total:
+                last_saved = save()
+            if dist.broadcast_flag(stop.requested, info):
+                interrupted = True
+                if step % config.checkpoint.every and step != total:
+                    last_saved = save()
+                if log is not None:
+                    log.message(f"interrupted: saved step {step} to {last_saved}; continue with --resume auto")
+                break
+    if log is not None:
+        log.close()
+    return TrainResult(step, losses, interrupted, last_saved, trainer.generator_module, trainer.generator_ema)
+
+
+def _validate(model: torch.nn.Module, clips: list, device: torch.device, run_dir: Path, step: int, log: RunLog) -> None:
+    metrics, strip = validate(model, clips, device)
+    save_strip(strip, run_dir / "samples" / f"step_{step:08d}.png")
+    log.write({"step": step, "time": time.time(), **metrics})
+    log.message(f"validation at step {step}: PSNR {metrics['val_psnr']:.2f} dB, SSIM {metrics['val_ssim']:.4f}")
+
+
+def _nan_warning(
+    log: RunLog | None, step: int, losses: dict[str, float], streak: int, limit: int, last_saved: Path | None
+) -> None:
+    text = ", ".join(f"{k}={v}" for k, v in losses.items())
+    if streak >= limit:
+        raise UserError(
+            f"{streak} steps in a row had NaN/Inf losses (last at step {step}: {text}); the run stopped. "
+            f"Last checkpoint: {last_saved or 'none'}. Lower optim.lr_g / optim.lr_d, set optim.grad_clip, "
+            "use run.precision=fp32, or check the data, then continue with --resume auto"
+        )
+    if log is not None:
+        log.message(f"warning: step {step} skipped, non-finite loss ({text}); {streak} of {limit} allowed in a row")
+
+
+def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
+    existing = latest_checkpoint(run_dir)
+    if resume is None:
+        if existing is not None:
+            raise UserError(
+                f"{run_dir} already holds checkpoints (newest {existing.name}); add --resume auto to continue it "
+                "or choose a new --out"
+            )
+        return None
+    if resume == "auto":
+        return existing
+    path = Path(resume)
+    if not path.is_file():
+        raise UserError(f"--resume {resume}: no such checkpoint (use 'auto' or a path to step_XXXXXXXX.pt)")
+    return path
+
+
+def _init_worker(worker_id: int) -> None:
+    # Each DataLoader worker is one process: one thread each, or workers x threads oversubscribe the CPU.
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,166 @@
+"""Building a run: networks, initial weights, optimizers, precision, DDP wrapping and checkpoint (de)serialisation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.models import RealBasicVSR, UNetDiscriminator
+from realbasicvsr.train.config import TrainConfig
+from realbasicvsr.train.dist import DistInfo
+from realbasicvsr.train.losses import PerceptualLoss, build_vgg19
+from realbasicvsr.train.state import load_checkpoint, resolve_checkpoint
+from realbasicvsr.train.step import Trainer
+
+# Training runs one cleaning pass in practice (the reference trains with threshold 255, see spec c).
+TRAIN_CLEANING_THRESHOLD = 255.0
+
+
+def build_generator(config: TrainConfig) -> RealBasicVSR:
+    """A fresh generator (default init), with the official SPyNet and/or `run.init_from` weights loaded."""
+    model = RealBasicVSR(config.model, cleaning_threshold=TRAIN_CLEANING_THRESHOLD)
+    if config.run.spynet_weights:
+        load_spynet(model, config.run.spynet_weights)
+    if config.run.init_from:
+        model.load_state_dict(initial_generator_state(config.run.init_from, model))
+    model.basicvsr.spynet.requires_grad_(False)  # frozen in both stages, before any DDP wrapping
+    return model
+
+
+def load_spynet(model: RealBasicVSR, path: str) -> None:
+    """The official SPyNet file (keys `basic_module.*`, without the mean/std buffers, maybe under `state_dict`)."""
+    from realbasicvsr.weights import read_state_file
+
+    state = read_state_file(path)
+    spynet = model.basicvsr.spynet
+    for prefix in ("generator.spynet.", "spynet.", ""):
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix + "basic_module.")}
+        if picked:
+            break
+    expected = {k for k in spynet.state_dict() if k.startswith("basic_module.")}
+    if set(picked) != expected:
+        raise UserError(f"{path} is not a SPyNet checkpoint ({len(picked)} of {len(expected)} SPyNet keys found)")
+    spynet.load_state_dict(picked, strict=False)
+
+
+def initial_generator_state(source: str, model: RealBasicVSR) -> dict[str, torch.Tensor]:
+    """EMA weights from one of our runs/checkpoints, or from an official .pth / release .safetensors."""
+    path = Path(source).expanduser()
+    if path.is_dir() or path.suffix == ".pt":
+        state = load_checkpoint(resolve_checkpoint(path))["generator_ema"]
+    else:
+        from realbasicvsr.weights import load_generator
+
+        state = load_generator(source, ema=True).state_dict()
+    expected = model.state_dict()
+    bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
+    if bad or len(state) != len(expected):
+        raise UserError(
+            f"run.init_from {source} does not match model {model.config} (first mismatching key: "
+            f"{bad[0] if bad else 'extra keys'}); set the model section to the architecture of those weights"
+        )
+    return state
+
+
+def precision_policy(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a GradScaler is needed)."""
+    precision = config.run.precision
+    if precision == "auto":
+        if device.type != "cuda":
+            return None, False
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return None, False
+    return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
+
+
+def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
+    """Networks on the device, optimizers, precision, and DDP wrappers when there are several processes.
+
+    Every rank builds the networks from the same seed, and DDP broadcasts rank 0's weights at wrapping anyway.
+    """
+    torch.manual_seed(config.run.seed)
+    device = info.device
+    memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
+    generator = build_generator(config).to(device, memory_format=memory_format)
+    generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
+    optim_g = torch.optim.Adam(
+        [p for p in generator.parameters() if p.requires_grad], lr=config.optim.lr_g, betas=config.optim.betas
+    )
+    discriminator = optim_d = perceptual = None
+    if config.adversarial:
+        discriminator = UNetDiscriminator(mid_channels=config.loss.discriminator_channels)
+        discriminator = discriminator.to(device, memory_format=memory_format)
+        optim_d = torch.optim.Adam(discriminator.parameters(), lr=config.optim.lr_d, betas=config.optim.betas)
+    if config.loss.perceptual_weight > 0:
+        perceptual = PerceptualLoss(build_vgg19(config.loss.vgg_weights)).to(device, memory_format=memory_format)
+    autocast_dtype, needs_scaler = precision_policy(config, device)
+    trainer = Trainer(
+        config=config,
+        generator=generator,
+        generator_module=generator,
+        generator_ema=generator_ema,
+        optim_g=optim_g,
+        discriminator=discriminator,
+        discriminator_module=discriminator,
+        optim_d=optim_d,
+        perceptual=perceptual,
+        scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
+        autocast_dtype=autocast_dtype,
+        channels_last=config.run.channels_last,
+    )
+    return trainer
+
+
+def wrap_ddp(trainer: Trainer, info: DistInfo) -> None:
+    """Generator and discriminator are wrapped separately (each has its own optimizer and backward)."""
+    if not info.distributed:
+        return
+    ids = [info.local_rank] if info.device.type == "cuda" else None
+    trainer.generator = DistributedDataParallel(trainer.generator_module, device_ids=ids)
+    if trainer.discriminator_module is not None:
+        trainer.discriminator = DistributedDataParallel(trainer.discriminator_module, device_ids=ids)
+
+
+def training_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything `restore` needs, as tensors and plain values (loadable with weights_only=True)."""
+    state: dict[str, Any] = {
+        "generator": trainer.generator_module.state_dict(),
+        "generator_ema": trainer.generator_ema.state_dict(),
+        "optim_g": trainer.optim_g.state_dict(),
+        "config": trainer.config.to_dict(),
+    }
+    if trainer.discriminator_module is not None:
+        state["discriminator"] = trainer.discriminator_module.state_dict()
+        state["optim_d"] = trainer.optim_d.state_dict()
+    if trainer.scaler is not None:
+        state["scaler"] = trainer.scaler.state_dict()
+    return state
+
+
+def restore(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Load a checkpoint made by `training_state` (before DDP wrapping)."""
+    _load(trainer.generator_module, state, "generator")
+    _load(trainer.generator_ema, state, "generator_ema")
+    trainer.optim_g.load_state_dict(state["optim_g"])
+    if trainer.discriminator_module is not None:
+        if "discriminator" not in state:
+            raise UserError("the checkpoint has no discriminator (a stage-1 run); start stage 2 with run.init_from")
+        _load(trainer.discriminator_module, state, "discriminator")
+        trainer.optim_d.load_state_dict(state["optim_d"])
+    if trainer.scaler is not None and "scaler" in state:
+        trainer.scaler.load_state_dict(state["scaler"])
+
+
+def _load(module: nn.Module, state: dict[str, Any], key: str) -> None:
+    try:
+        module.load_state_dict(state[key])
+    except RuntimeError as error:
+        first_line = str(error).splitlines()[0]
+        raise UserError(f"the checkpoint's {key} does not fit this config's model: {first_line}") from error

@@ -1,0 +1,127 @@
+"""Periodic validation of the EMA generator: PSNR/SSIM on a paired clip set and a saved sample strip."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from realbasicvsr.errors import UserError
+from realbasicvsr.train.config import DataConfig
+from realbasicvsr.train.data import SCALE, list_frames
+
+
+@dataclass(frozen=True)
+class ValClip:
+    name: str
+    lq: torch.Tensor  # (1, t, 3, h, w) in [0, 1]
+    gt: torch.Tensor  # (1, t, 3, 4h, 4w) in [0, 1]
+
+
+def _read(paths: list[Path]) -> np.ndarray:
+    frames = []
+    for path in paths:
+        with Image.open(path) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    return np.stack(frames)
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0).unsqueeze(0)
+
+
+def load_val_clips(config: DataConfig) -> list[ValClip]:
+    """GT clip folders of `val_dir`; LQ from `val_lq_dir` (same folder and file names) or bicubic x1/4 of the GT."""
+    if config.val_dir is None:
+        return []
+    root = Path(config.val_dir)
+    if not root.is_dir():
+        raise UserError(f"data.val_dir {root} does not exist")
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir())[: config.val_max_clips]:
+        paths = list_frames(folder)[: config.val_max_frames]
+        if not paths:
+            continue
+        gt = _read(paths)
+        h, w = (gt.shape[1] // SCALE) * SCALE, (gt.shape[2] // SCALE) * SCALE
+        gt = gt[:, :h, :w]
+        if config.val_lq_dir is not None:
+            lq_paths = [Path(config.val_lq_dir) / folder.name / p.name for p in paths]
+            missing = [p for p in lq_paths if not p.is_file()]
+            if missing:
+                raise UserError(f"validation LQ frame {missing[0]} is missing (data.val_lq_dir mirrors data.val_dir)")
+            lq = _read(lq_paths)
+            if lq.shape[1:3] != (h // SCALE, w // SCALE):
+                raise UserError(f"validation LQ of {folder.name} is {lq.shape[2]}x{lq.shape[1]}, not GT/4")
+        else:
+            size = (w // SCALE, h // SCALE)
+            lq = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in gt])
+        clips.append(ValClip(folder.name, _to_tensor(lq), _to_tensor(gt)))
+    if not clips:
+        raise UserError(f"data.val_dir {root} has no clip folders with frames")
+    return clips
+
+
+def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of 8-bit-quantised images in [0, 1] (any shape), over all pixels."""
+    mse = F.mse_loss(quantize(output).double(), quantize(target).double()).item()
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
+def ssim(output: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid region) over frames and channels."""
+    x = quantize(output).double().reshape(-1, 1, *output.shape[-2:])
+    y = quantize(target).double().reshape(-1, 1, *target.shape[-2:])
+    coords = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(coords**2) / (2 * 1.5**2))
+    window = (g[:, None] * g[None, :] / g.sum() ** 2).view(1, 1, 11, 11)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
+    var_x = F.conv2d(x * x, window) - mu_x**2
+    var_y = F.conv2d(y * y, window) - mu_y**2
+    cov = F.conv2d(x * y, window) - mu_x * mu_y
+    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(value.mean())
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().clamp(0, 1).mul(255).round()
+
+
+@torch.no_grad()
+def validate(model: nn.Module, clips: list[ValClip], device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+    """Mean PSNR/SSIM over clips, and the strip LQ (nearest x4) | output | GT of the first clip's middle frame."""
+    was_training = model.training
+    model.eval()
+    psnrs, ssims = [], []
+    strip = np.zeros((0, 0, 3), np.uint8)
+    try:
+        for i, clip in enumerate(clips):
+            output = model(clip.lq.to(device))[0].float().cpu()
+            psnrs.append(psnr(output, clip.gt))
+            ssims.append(ssim(output, clip.gt))
+            if i == 0:
+                mid = clip.lq.shape[1] // 2
+                lq_big = F.interpolate(clip.lq[:, mid], scale_factor=SCALE, mode="nearest")
+                row = torch.cat([lq_big, output[:, mid], clip.gt[:, mid]], dim=-1)[0]
+                strip = quantize(row).byte().permute(1, 2, 0).numpy()
+    finally:
+        model.train(was_training)
+    return {"val_psnr": float(np.mean(psnrs)), "val_ssim": float(np.mean(ssims))}, strip
+
+
+def save_strip(strip: np.ndarray, path: Path) -> None:
+    """Write a PNG via a temporary file and a rename (no half-written images on interruption)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    try:
+        Image.fromarray(strip).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
