@@ -96,13 +96,13 @@ def list_images(folder: Path) -> list[Path]:
 def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError) as error:
+    except av.error.PermissionError as error:
+        raise UserError(f"cannot read {path}: permission denied; check the file's permissions") from error
+    except av.error.FFmpegError as error:
         raise UserError(
             f"{path} is not a video or image that FFmpeg can read ({error.strerror or error}); "
             "check the file, or convert it with ffmpeg first"
         ) from error
-    except av.error.FFmpegError as error:
-        raise UserError(f"cannot open {path}: {error}; check the file and its permissions") from error
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:

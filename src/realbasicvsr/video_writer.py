@@ -32,7 +32,7 @@ _TAGS = {"ITU709": (1, 1, 1), "ITU601": (6, 6, 6), "SMPTE240M": (7, 7, 7), "BT20
 class EncodeSettings:
     """Encoder control. `crf=None` takes the codec's default; `lossless` overrides CRF (x264 qp 0, x265/VP9
     lossless=1, FFV1 always); `pix_fmt=None` picks yuv420p (yuv420p10le for >8-bit sources; yuv444p when lossless,
-    gbrp for FFV1 so that lossless really is lossless in RGB)."""
+    RGB (bgr0 / gbrp16le) for FFV1 so that lossless really is lossless in RGB)."""
 
     codec: str = "libx264"
     crf: float | None = None
@@ -44,7 +44,7 @@ class EncodeSettings:
         if self.pix_fmt:
             return self.pix_fmt
         if self.codec == "ffv1":
-            return "gbrp16le" if bit_depth > 8 else "gbrp"
+            return "gbrp16le" if bit_depth > 8 else "bgr0"  # FFV1 stores RGB losslessly; its 8-bit RGB is bgr0
         base = "yuv444p" if self.lossless else "yuv420p"
         return base + "10le" if bit_depth > 8 else base
 
