@@ -23,36 +23,84 @@ def to_uint8_like_reference(frame: np.ndarray, wrap_out_of_range: bool = True) -
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
-def video_compress(frames: Sequence[np.ndarray], codec: str, bitrate: int, *, wrap_out_of_range: bool = True) -> Frames:
+# x264's MB-tree rate control made the bitstream differ from run to run here (6 identical encodes of 30
+# 200x200 frames at 50 kbit/s gave 2 to 4 different outputs, with one thread or several; every other
+# x264 option we tried kept it, `mbtree=0` removed it). The reference runs x264's defaults (MB-tree on);
+# we turn MB-tree off unless asked (`CodecConfig.x264_mbtree`) so that a seed gives one sample.
+_X264_NAMES = ("libx264", "h264")
+
+
+def _yuv_planes(frame) -> list[np.ndarray]:
+    return [
+        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        for plane in frame.planes
+    ]
+
+
+def _padded_yuv(frame, height: int, width: int):
+    """A yuv420p frame edge-padded to (height, width) (both even)."""
+    import av
+
+    y, u, v = _yuv_planes(frame)
+    y = np.pad(y, ((0, height - y.shape[0]), (0, width - y.shape[1])), mode="edge")
+    u, v = (np.pad(c, ((0, height // 2 - c.shape[0]), (0, width // 2 - c.shape[1])), mode="edge") for c in (u, v))
+    stacked = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(height * 3 // 2, width)
+    return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+
+
+def _cropped_rgb(frame, height: int, width: int) -> np.ndarray:
+    """Decoded yuv420p frame -> RGB of the original size, cropping in YUV (as a decoder-side crop would)."""
+    import av
+
+    if (frame.height, frame.width) == (height, width):
+        return frame.to_ndarray(format="rgb24")
+    if height % 2 or width % 2:  # yuv420p ndarray needs even sizes; crop after conversion instead
+        return frame.to_ndarray(format="rgb24")[:height, :width]
+    y, u, v = _yuv_planes(frame)
+    planes = [y[:height, :width], u[: height // 2, : width // 2], v[: height // 2, : width // 2]]
+    stacked = np.concatenate([p.ravel() for p in planes]).reshape(height * 3 // 2, width)
+    return av.VideoFrame.from_ndarray(stacked, format="yuv420p").to_ndarray(format="rgb24")
+
+
+def video_compress(
+    frames: Sequence[np.ndarray],
+    codec: str,
+    bitrate: int,
+    *,
+    wrap_out_of_range: bool = True,
+    x264_mbtree: bool = False,
+) -> Frames:
     """Encode the frames into an in-memory MP4 at 1 fps and `bitrate` bit/s, decode them back.
 
-    As in the reference: stream size from frame 0 (PyAV rescales frames of other sizes to it), yuv420p,
-    the encoder picks frame types. 'h264' is not an FFmpeg encoder name; PyAV then uses the default H.264
-    encoder (libx264 here). Deviations, both for robustness: the encoder uses one thread so the bytes do
-    not depend on the machine's core count, and an odd-sized frame 0 is edge-padded to even size (libx264
-    refuses odd sizes) and cropped back after decoding.
+    As in the reference: every frame is converted to yuv420p at the size of frame 0 by PyAV (swscale,
+    bilinear), the encoder picks frame types, the decoded frames are converted back to RGB. 'h264' is not
+    an FFmpeg encoder name; PyAV then uses the default H.264 encoder (libx264 here). Deviations, for
+    reproducibility: the encoder runs one thread (bytes independent of the core count), x264's MB-tree is
+    off unless `x264_mbtree` (see above), and odd sizes, which yuv420p and libx264 refuse, are edge-padded
+    to even ones and cropped back after decoding.
     """
     import av
 
     if not frames:
         return []
     height, width = frames[0].shape[:2]
-    pad_h, pad_w = height % 2, width % 2
+    coded_h, coded_w = height + height % 2, width + width % 2
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=1)
-        stream.height = height + pad_h
-        stream.width = width + pad_w
+        stream.height, stream.width = coded_h, coded_w
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = int(bitrate)
         stream.codec_context.thread_count = 1
+        if stream.codec_context.name == "libx264" and not x264_mbtree:
+            stream.codec_context.options = {"x264-params": "mbtree=0"}
         for frame in frames:
-            img = to_uint8_like_reference(frame, wrap_out_of_range)
-            if pad_h or pad_w:
-                img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            video_frame.pict_type = av.video.frame.PictureType.NONE
-            for packet in stream.encode(video_frame):
+            img = np.ascontiguousarray(to_uint8_like_reference(frame, wrap_out_of_range))
+            yuv = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height, format="yuv420p")
+            if (coded_h, coded_w) != (height, width):
+                yuv = _padded_yuv(yuv, coded_h, coded_w)
+            yuv.pict_type = av.video.frame.PictureType.NONE
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -60,7 +108,7 @@ def video_compress(frames: Sequence[np.ndarray], codec: str, bitrate: int, *, wr
     out: Frames = []
     with av.open(buffer, mode="r", format="mp4") as container:
         for decoded in container.decode(video=0):
-            rgb = decoded.to_ndarray(format="rgb24")[:height, :width]
+            rgb = _cropped_rgb(decoded, height, width)
             out.append(rgb.astype(np.float32) * np.float32(1.0 / 255.0))
     if len(out) != len(frames):
         raise RuntimeError(f"{codec} round trip returned {len(out)} frames for {len(frames)}")

@@ -117,6 +117,9 @@ class CodecConfig:
     # The reference casts (255 * x) to uint8 without clipping, so out-of-range values wrap around (a
     # negative value becomes bright, a value above 1 dark). True reproduces that; False clips first.
     wrap_out_of_range: bool = True
+    # The reference runs x264 with MB-tree on; that made x264's output vary between identical runs here,
+    # so it is off by default (see codec.py). True restores the reference encoder settings.
+    x264_mbtree: bool = False
 
     def __post_init__(self) -> None:
         _check_probs("codec_probs", self.codec_probs, len(self.codecs))

@@ -69,6 +69,7 @@ class CodecStep:
     codec: str
     bitrate: int
     wrap_out_of_range: bool
+    x264_mbtree: bool
 
 
 Step = Union[BlurStep, ResizeStep, NoiseStep, JpegStep, CodecStep]  # noqa: UP007 (runtime-evaluated)
@@ -166,7 +167,13 @@ def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int
     if isinstance(step, JpegStep):
         return ops.jpeg(frames, step.qualities)
     if isinstance(step, CodecStep):
-        return video_compress(frames, step.codec, step.bitrate, wrap_out_of_range=step.wrap_out_of_range)
+        return video_compress(
+            frames,
+            step.codec,
+            step.bitrate,
+            wrap_out_of_range=step.wrap_out_of_range,
+            x264_mbtree=step.x264_mbtree,
+        )
     raise TypeError(f"not a degradation step: {step!r}")
 
 
