@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared_path
 from PIL import Image
 
+from conftest import shared_path
 from realbasicvsr.errors import UserError
 from realbasicvsr.metrics import brisque, niqe, psnr, ssim
 from realbasicvsr.metrics.brisque import parse_libsvm_model, parse_libsvm_range, svm_scale

@@ -53,7 +53,8 @@ SOURCES: dict[str, ParamSource] = {
 NRQM_MODEL = "nrqm/model.mat"
 NRQM_HELP = (
     "get model.mat from https://github.com/chaoma99/sr-metric (MIT licence) and put it at "
-    f"<params dir>/{NRQM_MODEL} (params dir = --params-dir or ${ENV_VAR}), or pass its path with --nrqm-model (Python: model_path=)"
+    f"<params dir>/{NRQM_MODEL} (params dir = --params-dir or ${ENV_VAR}), "
+    "or pass its path with --nrqm-model (Python: model_path=)"
 )
 
 
