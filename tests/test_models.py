@@ -154,3 +154,15 @@ def test_bad_input_shape() -> None:
     model = RealBasicVSR(ModelConfig(4, 1, 1))
     with pytest.raises(ValueError, match=r"\(n, t, 3, h, w\)"):
         model(torch.rand(1, 3, 16, 16))
+
+
+def test_channels_last_matches_nchw(small_checkpoint) -> None:
+    lq = _load("input_a_32x48.pt")["lq"]
+    model = load_generator(small_checkpoint, cleaning_threshold=5)
+    with torch.no_grad():
+        hr, cleaned = model(lq)
+        model.use_channels_last()
+        hr_cl, cleaned_cl = model(lq)
+    assert model.last_cleaning_passes == 2
+    torch.testing.assert_close(hr_cl, hr, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cleaned_cl, cleaned, atol=1e-6, rtol=0)

@@ -27,6 +27,8 @@ class BasicVSR(nn.Module):
         self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
         self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        # Memory format of the per-frame tensors; RealBasicVSR.use_channels_last() switches it (faster on CPU).
+        self.memory_format = torch.contiguous_format
 
     def compute_flows(self, lrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Flows between neighbours, each (n, t-1, 2, h, w).
@@ -57,22 +59,24 @@ class BasicVSR(nn.Module):
         """Yield the HR frames (n, 3, 4h, 4w) one by one, so a caller never has to hold all of them."""
         n, t, _, h, w = lrs.shape
         flows_backward, flows_forward = self.compute_flows(lrs) if t > 1 else (None, None)
+        fmt = self.memory_format
+        frames = [lrs[:, i].contiguous(memory_format=fmt) for i in range(t)]
 
         backward_feats: list[torch.Tensor] = [lrs.new_empty(0)] * t
-        feat = lrs.new_zeros(n, self.mid_channels, h, w)
+        feat = lrs.new_zeros(n, self.mid_channels, h, w).contiguous(memory_format=fmt)
         for i in range(t - 1, -1, -1):
             if i < t - 1:
                 feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
-            feat = self.backward_resblocks(torch.cat([lrs[:, i], feat], dim=1))
+            feat = self.backward_resblocks(torch.cat([frames[i], feat.contiguous(memory_format=fmt)], dim=1))
             backward_feats[i] = feat
 
         feat = torch.zeros_like(feat)
         for i in range(t):
-            lr = lrs[:, i]
+            lr = frames[i]
             if i > 0:
                 flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, t - 1 - i]
                 feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
-            feat = self.forward_resblocks(torch.cat([lr, feat], dim=1))
+            feat = self.forward_resblocks(torch.cat([lr, feat.contiguous(memory_format=fmt)], dim=1))
             yield self.reconstruct(lr, backward_feats[i], feat)
             backward_feats[i] = lrs.new_empty(0)  # free what is no longer needed
 
