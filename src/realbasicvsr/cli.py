@@ -15,6 +15,7 @@ from realbasicvsr.errors import UserError
 
 # name -> one-line help. A literal table (no registry): add a line here when a command module is added.
 COMMANDS: dict[str, str] = {
+    "degrade": "make a realistic low-quality video from a clean one (training degradations, seedable)",
     "evaluate": "score frames with MATLAB-compatible NIQE, BRISQUE, NRQM, PI, PSNR and SSIM",
     "info": "show the known weights, where they are cached and what this machine can run",
     "train": "train or fine-tune (stage1, stage2, tiny or a config file); DDP under torchrun",

@@ -27,10 +27,9 @@ def to_uint8_like_reference(frame: np.ndarray, wrap_out_of_range: bool = True) -
 # 200x200 frames at 50 kbit/s gave 2 to 4 different outputs, with one thread or several; every other
 # x264 option we tried kept it, `mbtree=0` removed it). The reference runs x264's defaults (MB-tree on);
 # we turn MB-tree off unless asked (`CodecConfig.x264_mbtree`) so that a seed gives one sample.
-_X264_NAMES = ("libx264", "h264")
 
 
-def _yuv_planes(frame) -> list[np.ndarray]:
+def _yuv_planes(frame) -> list[np.ndarray]:  # frame: av.VideoFrame (PyAV is imported lazily)
     return [
         np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
         for plane in frame.planes
@@ -46,20 +45,6 @@ def _padded_yuv(frame, height: int, width: int):
     u, v = (np.pad(c, ((0, height // 2 - c.shape[0]), (0, width // 2 - c.shape[1])), mode="edge") for c in (u, v))
     stacked = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(height * 3 // 2, width)
     return av.VideoFrame.from_ndarray(stacked, format="yuv420p")
-
-
-def _cropped_rgb(frame, height: int, width: int) -> np.ndarray:
-    """Decoded yuv420p frame -> RGB of the original size, cropping in YUV (as a decoder-side crop would)."""
-    import av
-
-    if (frame.height, frame.width) == (height, width):
-        return frame.to_ndarray(format="rgb24")
-    if height % 2 or width % 2:  # yuv420p ndarray needs even sizes; crop after conversion instead
-        return frame.to_ndarray(format="rgb24")[:height, :width]
-    y, u, v = _yuv_planes(frame)
-    planes = [y[:height, :width], u[: height // 2, : width // 2], v[: height // 2, : width // 2]]
-    stacked = np.concatenate([p.ravel() for p in planes]).reshape(height * 3 // 2, width)
-    return av.VideoFrame.from_ndarray(stacked, format="yuv420p").to_ndarray(format="rgb24")
 
 
 def video_compress(
@@ -108,7 +93,8 @@ def video_compress(
     out: Frames = []
     with av.open(buffer, mode="r", format="mp4") as container:
         for decoded in container.decode(video=0):
-            rgb = _cropped_rgb(decoded, height, width)
+            # odd sizes were padded: crop the padding away (after the YUV -> RGB conversion)
+            rgb = decoded.to_ndarray(format="rgb24")[:height, :width]
             out.append(rgb.astype(np.float32) * np.float32(1.0 / 255.0))
     if len(out) != len(frames):
         raise RuntimeError(f"{codec} round trip returned {len(out)} frames for {len(frames)}")
