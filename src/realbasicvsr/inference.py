@@ -44,7 +44,7 @@ class UpscaleOptions:
     overlap: int = DEFAULT_OVERLAP
     device: str = "cpu"
     dtype: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC weights and activations: faster with oneDNN on CPU and on CUDA
     outscale: float | None = None
     out_size: tuple[int, int] | None = None
 
@@ -236,6 +236,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 def to_image(x: torch.Tensor, depth: int = 8) -> np.ndarray:
     """(c, h, w) float -> HWC uint8 (or uint16): clamp to [0, 1], scale, round half to even (as tensor2img)."""
     peak = 65535.0 if depth > 8 else 255.0
-    q = x.detach().float().clamp_(0, 1).mul_(peak).round_()
+    q = x.detach().float().clamp(0, 1).mul_(peak).round_()  # clamp copies: the caller's tensor is untouched
     q = q.to(torch.int32 if depth > 8 else torch.uint8).permute(1, 2, 0).cpu().numpy()
     return q.astype(np.uint16) if depth > 8 else q
