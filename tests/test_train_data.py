@@ -24,7 +24,7 @@ from realbasicvsr.train.prepare import crop_offsets, cut_dataset
 def synthetic_frames(n_frames: int, height: int, width: int, seed: int) -> np.ndarray:
     """A smooth random texture that drifts by (2, 1) pixels per frame: learnable, and different per clip."""
     rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8))
+    coarse = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     base = np.asarray(coarse.resize((width + n_frames * 2, height + n_frames * 2), Image.BICUBIC))
     return np.stack([base[2 * t : 2 * t + height, t : t + width] for t in range(n_frames)])
 
@@ -59,7 +59,7 @@ def tiny_config(**sections: object) -> TrainConfig:
         model=ModelConfig(mid_channels=8, num_propagation_blocks=1, num_cleaning_blocks=1),
         data=DataConfig(degradation="none", num_frames=3, gt_size=32, batch_size=2, workers=0),
         loss=LossConfig(vgg_weights="random", discriminator_channels=8),
-        run=RunConfig(steps=4, precision="fp32"),
+        run=RunConfig(steps=4, precision="fp32", channels_last="never"),
         log=LogConfig(every=1, val_every=1000),
         checkpoint=CheckpointConfig(every=1000, keep=2),
     )

@@ -19,6 +19,7 @@ from realbasicvsr.models import ModelConfig
 
 DEGRADATIONS = ("realworld", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHANNELS_LAST = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class RunConfig:
     steps: int = 300_000
     seed: int = 0
     precision: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 with a scaler; fp32 on CPU
-    channels_last: bool = True
+    # NHWC weights and activations. auto = on CUDA only: on this project's CPU it made steps slower.
+    channels_last: str = "auto"
     # Generator initialisation: a run folder or checkpoint of ours (its EMA weights), an official .pth or a
     # release .safetensors. Stage 2 starts from the stage-1 EMA weights this way.
     init_from: str | None = None
@@ -104,6 +106,7 @@ class RunConfig:
         _positive("run.steps", self.steps)
         _positive("run.max_bad_steps", self.max_bad_steps)
         _choice("run.precision", self.precision, PRECISIONS)
+        _choice("run.channels_last", self.channels_last, CHANNELS_LAST)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,10 @@ def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
     """
     torch.manual_seed(config.run.seed)
     device = info.device
-    memory_format = torch.channels_last if config.run.channels_last else torch.contiguous_format
+    channels_last = config.run.channels_last == "always" or (
+        config.run.channels_last == "auto" and device.type == "cuda"
+    )
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     generator = build_generator(config).to(device, memory_format=memory_format)
     generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
     optim_g = torch.optim.Adam(
@@ -113,7 +116,7 @@ def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
         perceptual=perceptual,
         scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
         autocast_dtype=autocast_dtype,
-        channels_last=config.run.channels_last,
+        channels_last=channels_last,
     )
     return trainer
 

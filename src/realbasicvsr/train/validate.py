@@ -68,26 +68,15 @@ def load_val_clips(config: DataConfig) -> list[ValClip]:
     return clips
 
 
-def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB of 8-bit-quantised images in [0, 1] (any shape), over all pixels."""
-    mse = F.mse_loss(quantize(output).double(), quantize(target).double()).item()
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+def frame_scores(output: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Mean PSNR and SSIM over the frames of (1, t, 3, H, W) clips, on RGB 8-bit values, no border crop (as 0.x)."""
+    from realbasicvsr.metrics.full_reference import psnr, ssim
 
-
-def ssim(output: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, valid region) over frames and channels."""
-    x = quantize(output).double().reshape(-1, 1, *output.shape[-2:])
-    y = quantize(target).double().reshape(-1, 1, *target.shape[-2:])
-    coords = torch.arange(11, dtype=torch.float64) - 5
-    g = torch.exp(-(coords**2) / (2 * 1.5**2))
-    window = (g[:, None] * g[None, :] / g.sum() ** 2).view(1, 1, 11, 11)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
-    var_x = F.conv2d(x * x, window) - mu_x**2
-    var_y = F.conv2d(y * y, window) - mu_y**2
-    cov = F.conv2d(x * y, window) - mu_x * mu_y
-    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return float(value.mean())
+    out = quantize(output)[0].byte().permute(0, 2, 3, 1).numpy()
+    ref = quantize(target)[0].byte().permute(0, 2, 3, 1).numpy()
+    psnrs = [psnr(a, b, convert_to="rgb") for a, b in zip(out, ref)]
+    ssims = [ssim(a, b, convert_to="rgb") for a, b in zip(out, ref)]
+    return float(np.mean(psnrs)), float(np.mean(ssims))
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -104,8 +93,9 @@ def validate(model: nn.Module, clips: list[ValClip], device: torch.device) -> tu
     try:
         for i, clip in enumerate(clips):
             output = model(clip.lq.to(device))[0].float().cpu()
-            psnrs.append(psnr(output, clip.gt))
-            ssims.append(ssim(output, clip.gt))
+            clip_psnr, clip_ssim = frame_scores(output, clip.gt)
+            psnrs.append(clip_psnr)
+            ssims.append(clip_ssim)
             if i == 0:
                 mid = clip.lq.shape[1] // 2
                 lq_big = F.interpolate(clip.lq[:, mid], scale_factor=SCALE, mode="nearest")

@@ -1,0 +1,155 @@
+"""The training loop end to end on CPU: overfitting, exact resume, checkpoints, NaN stop, Ctrl-C, validation, export."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import realbasicvsr.train.loop as loop
+from realbasicvsr.cli import main
+from realbasicvsr.errors import UserError
+from realbasicvsr.train.config import CheckpointConfig, DataConfig, LogConfig, LossConfig, OptimConfig
+from realbasicvsr.train.loop import train
+from realbasicvsr.train.state import list_checkpoints, load_checkpoint
+from test_train_data import make_clips, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def gan_config(**sections):
+    """Stage-2-like (GAN, no VGG to stay fast), a checkpoint every step, the newest 2 kept."""
+    return tiny_config(
+        loss=LossConfig(gan_weight=0.05, discriminator_channels=8),
+        checkpoint=CheckpointConfig(every=1, keep=2),
+        **sections,
+    )
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return make_clips(tmp_path_factory.mktemp("clips") / "data", n_clips=2, n_frames=4, size=(32, 40))
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory, data_dir) -> Path:
+    """An uninterrupted 3-step run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "a"
+    result = train(gan_config(), data_dir, run_dir, max_steps=3, stream=io.StringIO())
+    assert result.step == 3 and not result.interrupted
+    return run_dir
+
+
+def test_tiny_model_overfits_a_tiny_set(tmp_path):
+    data = make_clips(tmp_path / "data", n_clips=1, n_frames=4, size=(32, 32))
+    config = tiny_config(
+        optim=OptimConfig(lr_g=2e-3),
+        data=DataConfig(degradation="none", num_frames=2, gt_size=32, batch_size=1, workers=0),
+    )
+    train(config, data, tmp_path / "run", max_steps=25, stream=io.StringIO())
+    totals = [r["pix"] + r["clean"] for r in records(tmp_path / "run")]
+    assert len(totals) == 25
+    first, last = sum(totals[:3]) / 3, sum(totals[-5:]) / 5
+    assert last < 0.6 * first, totals
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, data_dir, run_a):
+    run_b = tmp_path / "b"
+    train(gan_config(), data_dir, run_b, max_steps=2, stream=io.StringIO())
+    with pytest.raises(UserError, match="already holds checkpoints"):
+        train(gan_config(), data_dir, run_b, max_steps=3, stream=io.StringIO())
+    log = io.StringIO()
+    result = train(gan_config(), data_dir, run_b, max_steps=3, resume="auto", stream=log)
+    assert result.step == 3 and "resumed from" in log.getvalue()
+    a = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")
+    b = load_checkpoint(run_b / "checkpoints" / "step_00000003.pt")
+    for key in ("generator", "generator_ema", "discriminator"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    for key in ("optim_g", "optim_d"):
+        for index, state in a[key]["state"].items():
+            assert all(torch.equal(state[k], b[key]["state"][index][k]) for k in ("exp_avg", "exp_avg_sq"))
+    assert records(run_b)[-1]["pix"] == records(run_a)[-1]["pix"]  # the resumed step logged the same loss
+
+
+def test_only_the_newest_checkpoints_are_kept_and_hold_the_full_state(run_a):
+    assert [p.name for p in list_checkpoints(run_a)] == ["step_00000002.pt", "step_00000003.pt"]
+    state = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")
+    assert {"generator", "generator_ema", "discriminator", "optim_g", "optim_d", "rng", "config", "step"} <= set(state)
+    assert state["step"] == 3 and state["config"]["model"]["mid_channels"] == 8
+    assert not list((run_a / "checkpoints").glob(".*"))  # no temporary files left behind
+    assert (run_a / "config.yaml").read_text().startswith("model:")
+
+
+def test_export_writes_the_ema_generator_for_upscale(tmp_path, run_a):
+    from realbasicvsr.weights import load_generator
+
+    out = tmp_path / "tiny.safetensors"
+    assert main(["export", str(run_a), str(out)]) == 0
+    model = load_generator(out)
+    ema = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")["generator_ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert main(["export", str(run_a), str(tmp_path / "x.pt")]) == 1  # wrong suffix: a one-line error
+    assert main(["export", str(tmp_path / "nothing"), str(out)]) == 1
+
+
+def test_repeated_nan_losses_stop_the_run_with_a_clear_message(tmp_path, data_dir, monkeypatch):
+    real_step = loop.train_step
+
+    def poisoned_step(trainer, batch, device, distributed=False):
+        batch["gt_usm"][:, 0, 0, 0, 0] = float("nan")  # a corrupt target: the loss becomes NaN
+        return real_step(trainer, batch, device, distributed)
+
+    monkeypatch.setattr(loop, "train_step", poisoned_step)
+    log = io.StringIO()
+    config = tiny_config(run=replace(tiny_config().run, max_bad_steps=3))
+    with pytest.raises(UserError, match="3 steps in a row had NaN/Inf losses"):
+        train(config, data_dir, tmp_path / "run", max_steps=10, stream=log)
+    assert log.getvalue().count("skipped, non-finite loss") == 2
+
+
+def test_validation_logs_psnr_ssim_and_saves_strips(tmp_path, data_dir):
+    val = make_clips(tmp_path / "val", n_clips=1, n_frames=3, size=(48, 64))
+    config = tiny_config(data=replace(tiny_config().data, val_dir=str(val)), log=LogConfig(every=1, val_every=2))
+    train(config, data_dir, tmp_path / "run", max_steps=2, stream=io.StringIO())
+    scores = [r for r in records(tmp_path / "run") if "val_psnr" in r]
+    assert len(scores) == 1 and 10 < scores[0]["val_psnr"] < 60 and 0 < scores[0]["val_ssim"] <= 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "run" / "samples" / "step_00000002.png") as strip:
+        assert strip.size == (3 * 64, 48)  # LQ (x4 nearest) | output | GT
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "realbasicvsr", "train", "tiny", "data.degradation=none", "data.workers=0",
+               "model.mid_channels=8", "data.num_frames=3", "data.gt_size=32", "log.every=1",
+               "--data", str(data_dir), "--out", str(run_dir), "--max-steps", "1000"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").read_text()):
+            assert time.monotonic() < deadline and process.poll() is None, "training did not start"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted: saved step" in err
+    (saved,) = list_checkpoints(run_dir)
+    assert load_checkpoint(saved)["step"] == int(saved.stem.split("_")[1]) >= 1
