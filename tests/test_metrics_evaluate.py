@@ -145,3 +145,22 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
         assert main(["evaluate", str(target), "--params-dir", params]) == 1
         assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_pirm_protocol_with_nrqm_model(tmp_path) -> None:
+    from realbasicvsr.metrics import nrqm, perceptual_index
+    from test_metrics_nrqm import _forest, _stump, _write_model
+
+    params = shared_path("iqa_params")
+    frame = _frames(1, 7)[0]
+    _write_clip(tmp_path / "sr" / "clip", [frame])
+    model = tmp_path / "model.mat"
+    _write_model(model, [_forest([_stump(1, 0.5, 2.0, 8.0)]) for _ in range(3)], [1.0, 0.2, 0.3, 0.1])
+    out_json = tmp_path / "scores.json"
+    argv = ["evaluate", str(tmp_path / "sr"), "--metrics", "nrqm,niqe,pi", "--protocol", "pirm"]
+    assert main([*argv, "--params-dir", str(params), "--nrqm-model", str(model), "--json", str(out_json)]) == 0
+    scores = json.loads(out_json.read_text())["clips"]["clip"]["frames"]["0"]
+    assert scores["nrqm"] == pytest.approx(nrqm(frame, crop_border=4, model_path=model), abs=1e-12)
+    expected_pi = perceptual_index(frame, params_dir=params, model_path=model)
+    assert scores["pi"] == pytest.approx(expected_pi, abs=1e-12)
+    assert scores["pi"] == pytest.approx(((10 - scores["nrqm"]) + scores["niqe"]) / 2, abs=1e-12)

@@ -150,16 +150,18 @@ def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings) -> 
 
     if settings.upscale > 1:
         pred = _upscale(pred, settings.upscale)
-    scores = {}
+    scores: dict[str, float] = {}
     common = {"convert_to": settings.convert_to, "crop_border": settings.crop_border}
-    for name in settings.metrics:
+    # PI last: when NRQM and NIQE are asked for too, PI is derived from them instead of computed twice.
+    for name in sorted(settings.metrics, key=lambda m: m == "pi"):
         function, needs_gt, _ = METRICS[name]
         if needs_gt:
             if gt is None or gt.shape != pred.shape:
-                raise UserError(
-                    f"{name} needs a ground-truth frame of shape {pred.shape}, got {None if gt is None else gt.shape}"
-                )
+                shape = None if gt is None else gt.shape
+                raise UserError(f"{name} needs a ground-truth frame of shape {pred.shape}, got {shape}")
             scores[name] = function(pred, gt, **common)
+        elif name == "pi" and "nrqm" in scores and "niqe" in scores:
+            scores[name] = ((10.0 - scores["nrqm"]) + scores["niqe"]) / 2.0
         elif name in ("nrqm", "pi"):
             scores[name] = function(pred, params_dir=settings.params_dir, model_path=settings.nrqm_model, **common)
         else:
