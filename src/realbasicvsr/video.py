@@ -98,6 +98,10 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path))
     except av.error.PermissionError as error:
         raise UserError(f"cannot read {path}: permission denied; check the file's permissions") from error
+    except av.error.EOFError as error:
+        raise UserError(
+            f"{path} ends before its first frame (an empty or truncated file); check or re-export it"
+        ) from error
     except av.error.FFmpegError as error:
         raise UserError(
             f"{path} is not a video or image that FFmpeg can read ({error.strerror or error}); "

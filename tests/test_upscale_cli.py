@@ -1,0 +1,178 @@
+"""`realbasicvsr upscale` end to end on real files made in tmp_path (tiny random-init model in our release format)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from realbasicvsr.cli import main
+from realbasicvsr.errors import UserError
+from realbasicvsr.inference import UpscaleOptions
+from realbasicvsr.models import ModelConfig, RealBasicVSR
+from realbasicvsr.pipeline import upscale_video
+from realbasicvsr.video import probe, read_frames
+from realbasicvsr.video_writer import write_image
+from test_video import make_clip, packets_bytes, video_timing
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from realbasicvsr.weights import save_release
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_release(RealBasicVSR(ModelConfig(4, 1, 1)), path)
+    return path
+
+
+def upscale(*args: object) -> int:
+    return main(["upscale", *map(str, args), "--preset", "ultrafast", "--quiet"])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".partial" in p.name]
+
+
+def test_video_with_audio_keeps_count_rate_duration_and_audio(tmp_path, weights, capsys):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=5, width=24, height=16)
+    assert main(["upscale", str(source), str(out), "--weights", str(weights), "--preset", "ultrafast"]) == 0
+    n_in, times_in, rate_in = video_timing(source)
+    n_out, times_out, rate_out = video_timing(out)
+    assert n_out == n_in == 5
+    assert rate_out == rate_in == Fraction(30000, 1001)
+    assert times_out == pytest.approx(times_in, abs=1e-4)
+    assert packets_bytes(out, "audio") == packets_bytes(source, "audio") != []
+    info = probe(out)
+    assert (info.width, info.height) == (96, 64)
+    assert "upscaled 5 frames" in capsys.readouterr().out
+    assert leftovers(tmp_path) == []
+
+
+def test_vfr_mkv_with_outscale(tmp_path, weights):
+    source, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    make_clip(source, frames=4, width=24, height=16, vfr=True)
+    assert upscale(source, out, "--weights", weights, "--outscale", 1.5, "--window", 2, "--overlap", 1) == 0
+    assert (probe(out).width, probe(out).height) == (36, 24)
+    _, times_in, _ = video_timing(source)
+    _, times_out, _ = video_timing(out)
+    assert times_out == pytest.approx(times_in, abs=1e-3)  # alternating 25/50 ms frame durations survive
+    assert packets_bytes(out, "audio") == packets_bytes(source, "audio")
+
+
+def test_explicit_size_and_lossless_ffv1(tmp_path, weights):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
+    make_clip(source, frames=2, width=24, height=16, audio=False)
+    assert upscale(source, out, "--weights", weights, "--size", "50x30", "--codec", "ffv1") == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.width, stream.height) == ("ffv1", 50, 30)
+
+
+@pytest.mark.parametrize("kind", ["rgb8", "rgb16", "gray", "rgba"])
+def test_image_folder_to_png_folder(tmp_path, weights, kind):
+    folder, out = tmp_path / "frames", tmp_path / "up"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    deep = kind == "rgb16"
+    for name in ("f10.png", "f2.png", "f1.png"):
+        image = rng.integers(0, 65535 if deep else 255, (12, 16, 3), dtype=np.uint16 if deep else np.uint8)
+        if kind == "gray":
+            image[...] = image[..., :1]
+        alpha = np.full((12, 16), 200, np.uint8) if kind == "rgba" else None
+        write_image(folder / name, image, alpha)
+    assert upscale(folder, out, "--weights", weights) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["f1.png", "f10.png", "f2.png"]
+    frames = list(read_frames(probe(out)))
+    assert [f.name for f in frames] == ["f1.png", "f2.png", "f10.png"]  # natural order
+    assert frames[0].image.shape == (48, 64, 3)
+    assert frames[0].image.dtype == (np.uint16 if deep else np.uint8)
+    if kind == "rgba":
+        assert frames[0].alpha is not None and np.all(frames[0].alpha == 200)
+
+
+def test_single_image_and_folder_to_video(tmp_path, weights):
+    image = tmp_path / "one.jpg"
+    write_image(image, np.full((12, 16, 3), 90, np.uint8))
+    assert upscale(image, tmp_path / "one_x4.png", "--weights", weights) == 0
+    assert probe(tmp_path / "one_x4.png").width == 64
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        write_image(folder / f"{i}.png", np.full((12, 16, 3), 40 * i, np.uint8))
+    assert upscale(folder, tmp_path / "v.mp4", "--weights", weights, "--fps", 12) == 0
+    count, times, rate = video_timing(tmp_path / "v.mp4")
+    assert (count, rate) == (3, Fraction(12)) and times == pytest.approx([0, 1 / 12, 2 / 12])
+
+
+def error_of(capsys, *args) -> str:
+    code = upscale(*args)
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0 and err.startswith("realbasicvsr upscale: error: ")
+    return err
+
+
+def test_bad_inputs_give_one_line_errors_and_write_nothing(tmp_path, weights, capsys):
+    good = tmp_path / "good.mp4"
+    make_clip(good, frames=2, width=24, height=16)
+    out = tmp_path / "out.mp4"
+    w = ("--weights", weights)
+    assert "does not exist" in error_of(capsys, tmp_path / "nope.mp4", out, *w)
+    (tmp_path / "text.mkv").write_text("hello")
+    assert "not a video or image" in error_of(capsys, tmp_path / "text.mkv", out, *w)
+    empty = tmp_path / "empty.mkv"  # headers and a video track, but cut before the first frame
+    make_clip(empty, frames=2, width=24, height=16, audio=False)
+    data = empty.read_bytes()
+    empty.write_bytes(data[: data.index(bytes.fromhex("1f43b675"))])  # Matroska Cluster id
+    assert "ends before its first frame" in error_of(capsys, empty, out, *w)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_image(mixed / "a.png", np.zeros((8, 8, 3), np.uint8))
+    write_image(mixed / "b.png", np.zeros((10, 8, 3), np.uint8))
+    assert "same size" in error_of(capsys, mixed, tmp_path / "mixed_out", *w)
+    assert "does not exist; create it" in error_of(capsys, good, tmp_path / "no" / "dir" / "o.mp4", *w)
+    assert "unknown codec" in error_of(capsys, good, out, *w, "--codec", "xvid")
+    assert "unknown output extension" in error_of(capsys, good, tmp_path / "o.xyz", *w)
+    assert "is the input" in error_of(capsys, good, good, *w, "--overwrite")
+    assert "weights" in error_of(capsys, good, out, "--weights", tmp_path / "missing.pth")
+    assert "needs a CUDA device" in error_of(capsys, good, out, *w, "--dtype", "fp16", "--device", "cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv", "good.mp4", "mixed", "text.mkv"]
+
+
+def test_existing_output_needs_overwrite(tmp_path, weights, capsys):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    out.write_bytes(b"keep me")
+    assert "--overwrite" in error_of(capsys, source, out, "--weights", weights)
+    assert out.read_bytes() == b"keep me"
+    assert upscale(source, out, "--weights", weights, "--overwrite") == 0
+    assert probe(out).num_frames == 2
+
+
+def test_interrupt_leaves_no_partial_output(tmp_path):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=4, width=24, height=16)
+
+    def stop_after_two(done: int, total: int | None) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    model = RealBasicVSR(ModelConfig(4, 1, 1))
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(source, out, model=model, options=UpscaleOptions(window=1, overlap=0), progress=stop_after_two)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_corrupted_stream_midway_leaves_nothing(tmp_path):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=12, width=64, height=64, audio=False)
+    data = bytearray(source.read_bytes())
+    start, end = data.index(b"mdat"), data.index(b"moov")
+    data[start + (end - start) // 2 : end - 8] = bytes(end - 8 - start - (end - start) // 2)
+    source.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupted"):
+        upscale_video(source, out, model=RealBasicVSR(ModelConfig(4, 1, 1)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
