@@ -6,7 +6,7 @@ one clip into a JSON-serialisable `DegradationPlan`; `apply_plan(clip, plan)` is
 scipy (sinc kernel) and PyAV (video codec).
 """
 
-from realbasicvsr.degrade.config import DegradationConfig, official
+from realbasicvsr.degrade.config import DegradationConfig, fast, official
 from realbasicvsr.degrade.plan import (
     DegradationPlan,
     apply_plan,
@@ -23,6 +23,7 @@ __all__ = [
     "apply_plan",
     "apply_plan_frames",
     "degrade_clip",
+    "fast",
     "full_frame_target",
     "make_training_sample",
     "official",

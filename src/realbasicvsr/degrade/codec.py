@@ -54,6 +54,7 @@ def video_compress(
     *,
     wrap_out_of_range: bool = True,
     x264_mbtree: bool = False,
+    x264_preset: str | None = None,
 ) -> Frames:
     """Encode the frames into an in-memory MP4 at 1 fps and `bitrate` bit/s, decode them back.
 
@@ -77,8 +78,11 @@ def video_compress(
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = int(bitrate)
         stream.codec_context.thread_count = 1
-        if stream.codec_context.name == "libx264" and not x264_mbtree:
-            stream.codec_context.options = {"x264-params": "mbtree=0"}
+        if stream.codec_context.name == "libx264":
+            options = {} if x264_mbtree else {"x264-params": "mbtree=0"}
+            if x264_preset is not None:
+                options["preset"] = x264_preset
+            stream.codec_context.options = options
         for frame in frames:
             img = np.ascontiguousarray(to_uint8_like_reference(frame, wrap_out_of_range))
             yuv = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height, format="yuv420p")

@@ -70,6 +70,7 @@ class CodecStep:
     bitrate: int
     wrap_out_of_range: bool
     x264_mbtree: bool
+    x264_preset: str | None
 
 
 Step = Union[BlurStep, ResizeStep, NoiseStep, JpegStep, CodecStep]  # noqa: UP007 (runtime-evaluated)
@@ -173,6 +174,7 @@ def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int
             step.bitrate,
             wrap_out_of_range=step.wrap_out_of_range,
             x264_mbtree=step.x264_mbtree,
+            x264_preset=step.x264_preset,
         )
     raise TypeError(f"not a degradation step: {step!r}")
 

@@ -115,7 +115,7 @@ def sample_jpeg(cfg: JpegConfig, stage: str, num_frames: int, rng: np.random.Gen
 def sample_codec(cfg: CodecConfig, stage: str, rng: np.random.Generator) -> CodecStep:
     codec = _choice(rng, cfg.codecs, cfg.codec_probs)
     bitrate = int(rng.integers(cfg.bitrate_range[0], cfg.bitrate_range[1] + 1))
-    return CodecStep(stage, codec, bitrate, cfg.wrap_out_of_range, cfg.x264_mbtree)
+    return CodecStep(stage, codec, bitrate, cfg.wrap_out_of_range, cfg.x264_mbtree, cfg.x264_preset)
 
 
 def sample_plan(
