@@ -121,3 +121,15 @@ def test_steerable_pyramid_orientation_and_dc() -> None:
     energy = [float((band**2).sum()) for band in bands[0]]
     assert int(np.argmax(energy)) == 0
     assert energy[0] > 10 * energy[3]  # the orthogonal orientation sees almost nothing
+
+
+def test_forest_fields_are_read_by_position_when_names_differ(tmp_path) -> None:
+    # Same layout as regRF_train's struct (lDau, rDau, nodestatus, nrnodes, upper, avnode, mbest, ...) under
+    # other names, as a converted copy may have.
+    forest = _forest([_stump(2, 0.5, 1.0, 3.0)])
+    order = ["lDau", "rDau", "nodestatus", "ndtree", "upper", "avnode", "mbest", "ntree"]
+    renamed = {f"field{i}": forest[name] for i, name in enumerate(order)}
+    _write_model(tmp_path / "model.mat", [renamed] * 3, [0.0, 1.0, 10.0, 100.0])
+    model = load_nrqm_model(tmp_path / "model.mat")
+    low, high = np.array([0.0, 0.4]), np.array([0.0, 0.6])
+    assert model.predict(low, high, low) == pytest.approx(1.0 + 30.0 + 100.0)

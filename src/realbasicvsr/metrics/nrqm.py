@@ -74,11 +74,18 @@ class NRQMModel:
         return float(np.dot(np.concatenate([[1.0], scores]), self.linear))
 
 
+# randomforest-matlab's regRF_train returns the fields in this order: lDau, rDau, nodestatus, nrnodes, upper,
+# avnode, mbest, ... Fields are read by name; a copy whose names differ is read by these positions instead.
+_FOREST_FIELDS = {"lDau": 0, "rDau": 1, "nodestatus": 2, "upper": 4, "avnode": 5, "mbest": 6}
+
+
 def _field(struct: np.ndarray, name: str) -> np.ndarray:
     names = struct.dtype.names or ()
-    if name not in names:
+    if name in names:
+        return np.asarray(struct[name][0, 0], dtype=np.float64)
+    if len(names) <= max(_FOREST_FIELDS.values()):
         raise ValueError(f"NRQM model forest lacks the field {name!r} (has {', '.join(names)})")
-    return np.asarray(struct[name][0, 0], dtype=np.float64)
+    return np.asarray(struct[names[_FOREST_FIELDS[name]]][0, 0], dtype=np.float64)
 
 
 @cache
@@ -97,11 +104,7 @@ def load_nrqm_model(path: Path) -> NRQMModel:
     forests = []
     for cell in cells:
         struct = cell if cell.dtype.names else cell[0, 0]
-        forests.append(
-            RegressionForest(
-                *(_field(struct, name) for name in ("lDau", "rDau", "nodestatus", "upper", "avnode", "mbest"))
-            )
-        )
+        forests.append(RegressionForest(*(_field(struct, name) for name in _FOREST_FIELDS)))
     return NRQMModel(tuple(forests), linear)  # type: ignore[arg-type]
 
 
@@ -133,7 +136,7 @@ def _ggd_shape(values: np.ndarray) -> np.ndarray:
     return grid[np.where(nearer_left, idx - 1, idx)]
 
 
-def _coeff_variation(values: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+def _coeff_variation(values: np.ndarray, eps: float) -> np.ndarray:
     magnitude = np.abs(values)
     return magnitude.std(axis=-1, ddof=1) / (magnitude.mean(axis=-1) + eps)
 
@@ -164,8 +167,10 @@ def local_frequency_features(levels: list[np.ndarray]) -> np.ndarray:
         blocks = _dct_blocks(level)
         ac = blocks.reshape(blocks.shape[0], -1)[:, 1:]
         shape = np.sort(_ggd_shape(ac))
-        variation = np.sort(_coeff_variation(ac))
-        spread = np.sort(np.var(np.stack([_coeff_variation(g) for g in _orientation_groups(blocks)]), axis=0, ddof=1))
+        variation = np.sort(_coeff_variation(ac, 1e-7))
+        spread = np.sort(
+            np.var(np.stack([_coeff_variation(g, 1e-8) for g in _orientation_groups(blocks)]), axis=0, ddof=1)
+        )
         n = shape.size
         features += [shape[: math.ceil(0.1 * n) + 1].mean(), shape.mean()]
         features += [variation[math.floor(0.9 * n) :].mean(), variation.mean()]
