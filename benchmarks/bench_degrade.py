@@ -160,8 +160,10 @@ class _Dataset:
 
 def _worker_init(_: int) -> None:
     import cv2
+    import torch
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def loader_rate(paths: list[Path], shape: tuple[int, int], workers: int, samples: int, seed: int) -> float:
@@ -197,8 +199,10 @@ def main() -> None:
     args = parser.parse_args()
 
     import cv2
+    import torch
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)  # the Gaussian noise sampler
     all_cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(all_cpus)})
     frames, source = source_frames()

@@ -17,9 +17,10 @@ def to_uint8_like_reference(frame: np.ndarray, wrap_out_of_range: bool = True) -
     260.1 -> 4); C leaves that cast undefined, so it is written out here to give the same bytes everywhere.
     wrap_out_of_range=False clips to [0, 255] instead (no wrapped pixels; not the reference).
     """
-    scaled = np.trunc(frame * np.float32(255.0))
+    scaled = frame * np.float32(255.0)
     if wrap_out_of_range:
-        return (scaled.astype(np.int64) & 255).astype(np.uint8)
+        # float -> int32 truncates toward zero; int32 -> uint8 keeps the low 8 bits (modulo 256)
+        return scaled.astype(np.int32).astype(np.uint8)
     return np.clip(scaled, 0, 255).astype(np.uint8)
 
 

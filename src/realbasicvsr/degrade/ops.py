@@ -128,15 +128,22 @@ def add_gaussian_noise(
 ) -> Frames:
     """frame + N(0, sigma^2) per pixel; gray noise is one sample per pixel shared by the 3 channels.
 
-    sigma is in [0, 1] units (the config's 8-bit values divided by 255).
+    sigma is in [0, 1] units (the config's 8-bit values divided by 255). The normal samples come from a
+    torch generator seeded from `rng` (torch's vectorised sampler is about 2x faster than numpy's here).
     """
+    import torch
+
     _check_len(frames, sigmas, "sigmas")
+    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
     out = []
     for frame, sigma in zip(frames, sigmas):
         h, w = frame.shape[:2]
-        noise = rng.standard_normal((h, w, 1 if gray else 3), dtype=np.float32)
+        noise = torch.randn((h, w, 1 if gray else 3), generator=generator, dtype=torch.float32).numpy()
         noise *= np.float32(sigma)
-        out.append(frame + noise)
+        if not gray:
+            out.append(np.add(noise, frame, out=noise))  # reuse the buffer
+        else:
+            out.append(frame + noise)
     return out
 
 
@@ -201,11 +208,11 @@ def add_poisson_noise(
         levels = np.clip(np.rint(src * 255.0), 0, 255).astype(np.uint8)
         distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
         vals = int(2 ** np.ceil(np.log2(distinct)))
-        counts = poisson_counts(levels, vals, rng)
-        noise = counts.astype(np.float32) * np.float32(1.0 / vals)
-        noise -= levels.astype(np.float32) * np.float32(1.0 / 255.0)
-        noise *= np.float32(scale)
-        out.append(frame + noise)
+        # noise * scale = (counts / vals - level / 255) * scale, through a 256-entry table for the level term
+        counts = poisson_counts(levels, vals, rng).astype(np.float32)
+        counts *= np.float32(scale / vals)
+        counts -= (np.arange(256, dtype=np.float32) * np.float32(scale / 255.0))[levels]
+        out.append(np.add(counts, frame, out=counts) if not gray else frame + counts)
     return out
 
 
