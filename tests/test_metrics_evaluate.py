@@ -127,11 +127,14 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
     params = str(shared_path("iqa_params"))
     _write_clip(tmp_path / "pred" / "a", _frames(1, 5))
     _write_clip(tmp_path / "gt" / "b", _frames(1, 6))
+    _write_clip(tmp_path / "gt_small" / "a", _frames(1, 6, size=(100, 120)))
+    _write_clip(tmp_path / "two" / "a", _frames(2, 6))
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "empty").mkdir()
     cases = [
         (["--gt", str(tmp_path / "gt"), "--metrics", "psnr"], "no ground truth for clip(s) a"),
         (["--metrics", "ssim"], "add --gt"),
+        (["--gt", str(tmp_path / "gt_small"), "--metrics", "psnr"], "psnr of clip a frame 0: ground truth has shape"),
         (["--metrics", "niqe,lpips"], "unknown metric(s) lpips"),
         (["--frames", "0,x"], "bad frames list"),
         (["--frames", "5"], "no frames to score"),
@@ -141,6 +144,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
         assert main(["evaluate", str(tmp_path / "pred"), "--params-dir", params, *extra]) == 1
         err = capsys.readouterr().err
         assert message in err and err.splitlines()[-1].startswith("realbasicvsr evaluate: error:"), err
+    assert main(["evaluate", str(tmp_path / "two"), "--gt", str(tmp_path / "pred"), "--metrics", "psnr"]) == 1
+    assert "ground truth of clip a has no frame 1" in capsys.readouterr().err
     for target, message in [(tmp_path / "notes.txt", "not a video file"), (tmp_path / "empty", "holds no clip")]:
         assert main(["evaluate", str(target), "--params-dir", params]) == 1
         assert message in capsys.readouterr().err

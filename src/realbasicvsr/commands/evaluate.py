@@ -15,7 +15,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,14 +105,15 @@ def discover_clips(root: Path) -> list[Clip]:
     raise UserError(f"{root} holds no clip folders, videos or images ({', '.join(sorted(IMAGE_EXTS))})")
 
 
-def read_frames(clip: Clip, indices: list[int] | None) -> dict[int, np.ndarray]:
-    """index -> HxWx3 uint8 RGB frame, for the wanted indices (all when None) that exist."""
+def iter_frames(clip: Clip, indices: list[int] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, HxWx3 uint8 RGB frame) for the wanted indices (all when None) that exist, one at a time."""
     if clip.video is None:
         wanted = range(len(clip.images)) if indices is None else [i for i in indices if i < len(clip.images)]
-        return {i: _read_image(clip.images[i]) for i in wanted}
+        for i in wanted:
+            yield i, _read_image(clip.images[i])
+        return
     import av
 
-    frames: dict[int, np.ndarray] = {}
     last = None if indices is None else max(indices)
     try:
         with av.open(str(clip.video)) as container:
@@ -121,10 +123,29 @@ def read_frames(clip: Clip, indices: list[int] | None) -> dict[int, np.ndarray]:
                 if last is not None and index > last:
                     break
                 if indices is None or index in indices:
-                    frames[index] = frame.to_ndarray(format="rgb24")
-    except av.error.InvalidDataError as error:
+                    yield index, frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as error:
         raise UserError(f"cannot decode {clip.video}: {error}") from error
-    return frames
+
+
+def frame_pairs(
+    clips: list[Clip], gt_clips: dict[str, Clip], indices: list[int] | None
+) -> Iterator[tuple[str, int, np.ndarray, np.ndarray | None]]:
+    """(clip name, index, prediction, ground truth or None), streamed so that memory stays at a few frames."""
+    for clip in clips:
+        gt_iter = iter_frames(gt_clips[clip.name], indices) if gt_clips else None
+        seen = []
+        for index, pred in iter_frames(clip, indices):
+            gt = None
+            if gt_iter is not None:
+                gt_index, gt = next(gt_iter, (None, None))
+                if gt_index != index:
+                    raise UserError(f"ground truth of clip {clip.name} has no frame {index}")
+            seen.append(index)
+            yield clip.name, index, pred, gt
+        if indices is not None and len(seen) < len(indices):
+            skipped = [i for i in indices if i not in seen]
+            print(f"warning: clip {clip.name} has no frame(s) {skipped}; they are skipped", file=sys.stderr)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -144,8 +165,8 @@ def _upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return np.clip(np.floor(imresize(frame.astype(np.float64), scale=factor) + 0.5), 0, 255).astype(np.uint8)
 
 
-def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings) -> dict[str, float]:
-    """All requested metrics of one frame (runs in a worker process when --workers > 1)."""
+def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings, label: str = "") -> dict[str, float]:
+    """All requested metrics of one frame (runs in a worker process when --workers > 1); `label` names it."""
     from realbasicvsr.metrics import METRICS
 
     if settings.upscale > 1:
@@ -158,7 +179,7 @@ def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings) -> 
         if needs_gt:
             if gt is None or gt.shape != pred.shape:
                 shape = None if gt is None else gt.shape
-                raise UserError(f"{name} needs a ground-truth frame of shape {pred.shape}, got {shape}")
+                raise UserError(f"{name} of {label}: ground truth has shape {shape}, prediction {pred.shape}")
             scores[name] = function(pred, gt, **common)
         elif name == "pi" and "nrqm" in scores and "niqe" in scores:
             scores[name] = ((10.0 - scores["nrqm"]) + scores["niqe"]) / 2.0
@@ -254,37 +275,42 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"no ground truth for clip(s) {', '.join(missing[:5])} in {args.gt}")
     _check_params(settings)
 
-    tasks = []  # (clip name, frame index, pred, gt)
-    for clip in tqdm(clips, desc="reading", unit="clip", file=sys.stderr, disable=len(clips) < 2):
-        pred_frames = read_frames(clip, frames)
-        gt_frames = read_frames(gt_clips[clip.name], sorted(pred_frames)) if gt_clips else {}
-        if frames is not None and len(pred_frames) < len(frames):
-            skipped = [i for i in frames if i not in pred_frames]
-            print(f"warning: clip {clip.name} has no frame(s) {skipped}; they are skipped", file=sys.stderr)
-        if not pred_frames:
-            continue
-        tasks += [(clip.name, i, pred, gt_frames.get(i)) for i, pred in pred_frames.items()]
-    if not tasks:
-        raise UserError(f"no frames to score in {args.pred} (check --frames)")
-
     results: dict[str, dict[int, dict[str, float]]] = {}
-    progress = tqdm(total=len(tasks), desc="scoring", unit="frame", file=sys.stderr)
+    image_counts = [len(c.images) for c in clips if c.video is None]
+    total = None
+    if len(image_counts) == len(clips):  # frame counts of videos are unknown until decoded
+        total = sum(n if frames is None else sum(i < n for i in frames) for n in image_counts)
+    progress = tqdm(total=total, desc="scoring", unit="frame", file=sys.stderr)
+    pairs = frame_pairs(clips, gt_clips, frames)
     try:
         if args.workers == 1:
-            outputs = (score_frame(pred, gt, settings) for _, _, pred, gt in tasks)
-            for (clip, index, _, _), scores in zip(tasks, outputs):
-                results.setdefault(clip, {})[index] = scores
+            for clip, index, pred, gt in pairs:
+                results.setdefault(clip, {})[index] = score_frame(pred, gt, settings, f"clip {clip} frame {index}")
                 progress.update()
         else:
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
-                futures = [pool.submit(score_frame, pred, gt, settings) for _, _, pred, gt in tasks]
-                for (clip, index, _, _), future in zip(tasks, futures):
+                pending: deque = deque()
+
+                def collect() -> None:
+                    clip, index, future = pending.popleft()
                     results.setdefault(clip, {})[index] = future.result()
                     progress.update()
+
+                for clip, index, pred, gt in pairs:
+                    pending.append(
+                        (clip, index, pool.submit(score_frame, pred, gt, settings, f"clip {clip} frame {index}"))
+                    )
+                    # Only a few decoded frames in flight: an all-frames VideoLQ run has 4771 of them.
+                    while len(pending) > 2 * args.workers:
+                        collect()
+                while pending:
+                    collect()
     except ValueError as error:  # metric functions reject frames that are too small, etc.
         raise UserError(f"cannot score {args.pred}: {error}") from error
     finally:
         progress.close()
+    if not results:
+        raise UserError(f"no frames to score in {args.pred} (check --frames)")
 
     print(
         f"protocol: {settings.convert_to} channel, crop border {settings.crop_border}, "
