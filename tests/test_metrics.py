@@ -188,3 +188,13 @@ def test_ssim_matches_brute_force_and_decreases_with_noise() -> None:
     expected = _ssim_brute_force(light.astype(float), gt.astype(float))
     assert ssim(light, gt) == pytest.approx(expected, abs=1e-10)
     assert ssim(heavy, gt) < ssim(light, gt) < 1.0
+
+
+def test_niqe_reads_the_npz_copy_and_rejects_rgb(tmp_path) -> None:
+    (tmp_path / "niqe").mkdir()
+    npz = shared_path("iqa_params", "niqe", "niqe_pris_params.npz")
+    (tmp_path / "niqe" / npz.name).write_bytes(npz.read_bytes())
+    image = _calib_image("I06.bmp")
+    assert niqe(image, params_dir=tmp_path) == niqe(image, params_dir=shared_path("iqa_params"))
+    with pytest.raises(ValueError, match="one channel"):
+        brisque(image, convert_to="rgb", params_dir=shared_path("iqa_params"))

@@ -132,7 +132,7 @@ def brisque(
         params_dir: folder with `brisque/allmodel` and `brisque/allrange`; defaults to $REALBASICVSR_IQA_DIR
             or a download.
     """
-    plane = prepare(image, convert_to, crop_border)
+    plane = prepare(image, convert_to, crop_border, single_plane=True)
     if min(plane.shape) < 8:
         raise ValueError(f"BRISQUE needs an image of at least 8x8 pixels, got {plane.shape[:2]}")
     model, (lower, upper, fmin, fmax) = _load(

@@ -71,6 +71,11 @@ def crop_border(image: np.ndarray, border: int) -> np.ndarray:
     return image[border:-border, border:-border]
 
 
-def prepare(image: np.ndarray, convert_to: ConvertTo, border: int) -> np.ndarray:
-    """Convert then shave, in the order of PIRM2018's `convert_shave_image`."""
+def prepare(image: np.ndarray, convert_to: ConvertTo, border: int, single_plane: bool = False) -> np.ndarray:
+    """Convert then shave, in the order of PIRM2018's `convert_shave_image`.
+
+    `single_plane=True` is for the no-reference metrics, which are defined on one channel only.
+    """
+    if single_plane and convert_to not in ("y", "gray"):
+        raise ValueError(f"this metric scores one channel: convert_to must be 'y' or 'gray', got {convert_to!r}")
     return crop_border(convert_image(image, convert_to), border)

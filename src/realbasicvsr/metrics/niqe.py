@@ -19,6 +19,7 @@ from scipy.ndimage import correlate
 from scipy.signal import convolve2d
 from scipy.special import gamma as gamma_fn
 
+from realbasicvsr.errors import UserError
 from realbasicvsr.metrics.color import ConvertTo, prepare
 from realbasicvsr.metrics.imresize import imresize
 from realbasicvsr.metrics.nss import FLAT_SNAP, fit_aggd, gaussian_window, paired_products
@@ -105,6 +106,17 @@ def niqe_from_features(features: np.ndarray, mu_pris: np.ndarray, cov_pris: np.n
     return float(np.sqrt(diff @ np.linalg.pinv((cov_pris + cov) / 2) @ diff))
 
 
+def _model_file(params_dir: str | Path | None) -> Path:
+    """`niqe/modelparameters.mat`, or BasicSR's `niqe/niqe_pris_params.npz` (same numbers) when only it is there."""
+    try:
+        return param_file("niqe/modelparameters.mat", params_dir, allow_download=False)
+    except UserError:
+        try:
+            return param_file("niqe/niqe_pris_params.npz", params_dir, allow_download=False)
+        except UserError:
+            return param_file("niqe/modelparameters.mat", params_dir)
+
+
 def niqe(
     image: np.ndarray,
     *,
@@ -121,10 +133,10 @@ def niqe(
         crop_border: pixels shaved on each side after conversion (PIRM2018 uses 4).
         params_dir: folder with `niqe/modelparameters.mat`; defaults to $REALBASICVSR_IQA_DIR or a download.
     """
-    plane = prepare(image, convert_to, crop_border)
+    plane = prepare(image, convert_to, crop_border, single_plane=True)
     rows, cols = plane.shape[0] // BLOCK, plane.shape[1] // BLOCK
     if rows * cols < 2:
         raise ValueError(f"NIQE needs an image of at least two 96x96 blocks, got {plane.shape[:2]}")
     plane = plane[: rows * BLOCK, : cols * BLOCK]
-    mu_pris, cov_pris = load_pristine_model(param_file("niqe/modelparameters.mat", params_dir))
+    mu_pris, cov_pris = load_pristine_model(_model_file(params_dir))
     return niqe_from_features(block_features(plane), mu_pris, cov_pris)

@@ -271,5 +271,5 @@ def nrqm(
     """
     path = Path(model_path) if model_path is not None else param_file(NRQM_MODEL, params_dir)
     model = load_nrqm_model(path)
-    plane = prepare(image, convert_to, crop_border)
+    plane = prepare(image, convert_to, crop_border, single_plane=True)
     return model.predict(*nrqm_features(plane))
