@@ -97,7 +97,9 @@ def video_compress(
     buffer.seek(0)
     out: Frames = []
     with av.open(buffer, mode="r", format="mp4") as container:
-        for decoded in container.decode(video=0):
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # frame threads only add latency for 30 small frames
+        for decoded in container.decode(stream):
             # odd sizes were padded: crop the padding away (after the YUV -> RGB conversion)
             rgb = decoded.to_ndarray(format="rgb24")[:height, :width]
             out.append(rgb.astype(np.float32) * np.float32(1.0 / 255.0))

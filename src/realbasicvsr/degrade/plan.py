@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class CodecStep:
     x264_preset: str | None
 
 
-Step = Union[BlurStep, ResizeStep, NoiseStep, JpegStep, CodecStep]  # noqa: UP007 (runtime-evaluated)
+Step = BlurStep | ResizeStep | NoiseStep | JpegStep | CodecStep
 
 # op name in the JSON <-> step class; a literal table next to the code it serves.
 STEP_TYPES: dict[str, type] = {
