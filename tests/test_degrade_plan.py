@@ -276,4 +276,20 @@ def test_same_samples_whatever_the_number_of_workers(gt_frames):
 def test_codec_steps_carry_the_reference_flags():
     plan = sample_plan(official(), 3, (8, 8), np.random.default_rng(0))
     codec = [s for s in plan.steps if isinstance(s, CodecStep)]
-    assert codec and all(s.wrap_out_of_range and not s.x264_mbtree for s in codec)
+    assert codec and all(s.wrap_out_of_range and not s.x264_mbtree and s.x264_preset is None for s in codec)
+
+
+def test_fast_preset_only_changes_the_x264_preset():
+    from realbasicvsr.degrade import fast
+
+    a = sample_plan(official(), 3, (8, 8), np.random.default_rng(4))
+    b = sample_plan(fast(), 3, (8, 8), np.random.default_rng(4))
+    assert a.stages() == b.stages()
+    for sa, sb in zip(a.steps, b.steps):
+        if isinstance(sa, CodecStep):
+            assert sa.x264_preset is None and sb.x264_preset == "veryfast"
+            assert (sa.codec, sa.bitrate) == (sb.codec, sb.bitrate)
+        else:
+            assert sa == sb
+    clip = _clip(3, 16, 16).transpose(0, 3, 1, 2).astype(np.float32)
+    assert apply_plan(clip, b).shape == (3, 3, 8, 8)
