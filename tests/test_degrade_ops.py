@@ -194,6 +194,9 @@ def test_unsharp_mask_matches_the_reference_formula():
         np.testing.assert_allclose(got, expected, atol=2e-5)
     flat = np.full((1, 30, 30, 3), 0.3, np.float32)
     np.testing.assert_allclose(ops.unsharp_mask(flat), flat, atol=1e-6)
+    # uint8 input is read as value / 255
+    clip8 = (clip * 255).round().astype(np.uint8)
+    np.testing.assert_allclose(ops.unsharp_mask(clip8), ops.unsharp_mask(clip8 / np.float32(255)), atol=1e-5)
 
 
 def test_uint8_conversion_wraps_like_the_reference():

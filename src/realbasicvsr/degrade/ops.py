@@ -242,26 +242,35 @@ def unsharp_mask(
     weight: float = 0.5,
     threshold: float = 10.0,
 ) -> np.ndarray:
-    """Unsharp masking of a (T, H, W, 3) float32 clip in [0, 1], as the reference's UnsharpMasking.
+    """Unsharp masking of a (T, H, W, 3) clip, as the reference's UnsharpMasking; float32 out, in [0, 1].
 
-    blur = G * img; res = img - blur; mask = |res| * 255 > threshold; soft = G * mask;
+    `frames`: float in [0, 1], or uint8 (taken as value / 255: the blur then reads the 8-bit frames, about
+    1.5x faster). blur = G * img; res = img - blur; mask = |res| * 255 > threshold; soft = G * mask;
     out = soft * clip(img + weight * res, 0, 1) + (1 - soft) * img. G is OpenCV's Gaussian of size
     `kernel_size` (sigma 0 -> OpenCV's rule, 8.0 for 51), applied as two 1-D passes: the reference's 2-D
     outer-product kernel gives the same result up to float rounding, about 4x slower.
     """
     cv2 = cv2_module()
     g = cv2.getGaussianKernel(kernel_size, sigma).astype(np.float32)
-    img = np.asarray(frames, dtype=np.float32)
+    source = np.asarray(frames)
+    if source.dtype == np.uint8:
+        img = source.astype(np.float32) * np.float32(1.0 / 255.0)
+        g_row = g * np.float32(1.0 / 255.0)  # blur(u8) / 255 = blur(u8 / 255)
+    else:
+        source = img = source.astype(np.float32, copy=False)
+        g_row = g
     blurred = np.empty_like(img)
-    for i, frame in enumerate(img):
-        blurred[i] = cv2.sepFilter2D(frame, -1, g, g, borderType=cv2.BORDER_REFLECT_101)
+    for i, frame in enumerate(source):
+        blurred[i] = cv2.sepFilter2D(frame, cv2.CV_32F, g_row, g, borderType=cv2.BORDER_REFLECT_101)
     residue = img - blurred
-    mask = (np.abs(residue) * np.float32(255.0) > np.float32(threshold)).astype(np.float32)
+    mask = (np.abs(residue) * np.float32(255.0) > np.float32(threshold)).view(np.uint8)
     soft = blurred  # reuse the buffer
     for i, frame_mask in enumerate(mask):
-        soft[i] = cv2.sepFilter2D(frame_mask, -1, g, g, borderType=cv2.BORDER_REFLECT_101)
+        soft[i] = cv2.sepFilter2D(frame_mask, cv2.CV_32F, g, g, borderType=cv2.BORDER_REFLECT_101)
     sharp = np.clip(img + np.float32(weight) * residue, 0.0, 1.0)
-    return img + soft * (sharp - img)
+    sharp -= img
+    sharp *= soft
+    return np.add(img, sharp, out=sharp)
 
 
 def quantize(frames: Sequence[np.ndarray]) -> Frames:
