@@ -208,7 +208,8 @@ def _run(upscaler: Upscaler, info: VideoInfo, writer, progress: ProgressCallback
             pending.put(frame)
             done += 1
             if progress is not None:
-                progress(done, info.num_frames if info.frames_exact else None)
+                # An estimate for containers without a frame count (e.g. MKV); the bar grows if it is short.
+                progress(done, None if info.num_frames is None else max(info.num_frames, done))
         completed = not failure
     finally:
         pending.put(finish if completed else abort)

