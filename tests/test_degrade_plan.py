@@ -293,3 +293,12 @@ def test_fast_preset_only_changes_the_x264_preset():
             assert sa == sb
     clip = _clip(3, 16, 16).transpose(0, 3, 1, 2).astype(np.float32)
     assert apply_plan(clip, b).shape == (3, 3, 8, 8)
+
+
+def test_training_sample_accepts_flipped_and_transposed_views(gt_frames):
+    view = gt_frames[:, ::-1, ::-1].transpose(0, 2, 1, 3)  # what crop/flip/transpose augmentations hand over
+    a = make_training_sample(view, np.random.default_rng(1))
+    b = make_training_sample(np.ascontiguousarray(view), np.random.default_rng(1))
+    assert a["lq"].shape == (10, 3, 12, 8)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
