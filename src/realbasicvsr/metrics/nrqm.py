@@ -182,24 +182,23 @@ def _normalise_band(bands: list[list[np.ndarray]], scale: int, orient: int) -> n
     """Divisive normalisation of one band by its 3x3 neighbourhood, parent and sibling orientations."""
     band = bands[scale][orient]
     h, w = band.shape
-    neigh = np.lib.stride_tricks.sliding_window_view(band, (3, 3)).reshape(-1, 9)
-    columns = [neigh]
+    inner = (slice(1, h - 1), slice(1, w - 1))
+    columns = [band[dy : dy + h - 2, dx : dx + w - 2] for dy in range(3) for dx in range(3)]
     count = 9
     if scale + 1 < len(bands):
-        parent = imresize(bands[scale + 1][orient], output_shape=(h, w))
-        columns.append(parent[1:-1, 1:-1].reshape(-1, 1))
+        columns.append(imresize(bands[scale + 1][orient], output_shape=(h, w))[inner])
         count += 1
-    for other in range(len(bands[scale])):
-        if other != orient:
-            columns.append(bands[scale][other][1:-1, 1:-1].reshape(-1, 1))
-    stacked = np.concatenate(columns, axis=1)
+    columns += [bands[scale][other][inner] for other in range(len(bands[scale])) if other != orient]
+    stacked = np.empty(((h - 2) * (w - 2), len(columns)), order="F")  # column writes stay contiguous
+    for i, column in enumerate(columns):
+        stacked[:, i] = column.ravel()
     cov = stacked.T @ stacked / stacked.shape[0]
     eigval, eigvec = np.linalg.eigh(cov)
     positive = eigval * (eigval > 0)
     total = positive.sum()
     eigval = positive * eigval.sum() / (total if total != 0 else 1.0)  # clip negative eigenvalues, keep trace
     cov = eigvec @ np.diag(eigval) @ eigvec.T
-    centre = band[1:-1, 1:-1].ravel()
+    centre = band[inner].ravel()
     centre = centre - centre.mean()
     z = np.sqrt(np.einsum("ij,ij->i", stacked @ np.linalg.pinv(cov), stacked) / count)
     normalised = np.where(z != 0, centre / np.where(z != 0, z, 1.0), 0.0).reshape(h - 2, w - 2)
@@ -208,32 +207,44 @@ def _normalise_band(bands: list[list[np.ndarray]], scale: int, orient: int) -> n
     return normalised - normalised.mean()
 
 
-def _ssim_unit(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM with an 11x11 Gaussian (sigma 1.5, applied separably), data range 1 and 'valid' filtering."""
+def _ssim_filter(x: np.ndarray) -> np.ndarray:
+    """11x11 Gaussian (sigma 1.5) applied separably, 'valid' part only."""
     kernel = np.exp(-((np.arange(11) - 5.0) ** 2) / 4.5)
     kernel /= kernel.sum()
-    c1, c2 = 0.01**2, 0.03**2
+    out = correlate1d(correlate1d(x, kernel, axis=0, mode="constant"), kernel, axis=1, mode="constant")
+    return out[5:-5, 5:-5]
 
-    def filt(x: np.ndarray) -> np.ndarray:
-        out = correlate1d(correlate1d(x, kernel, axis=0, mode="constant"), kernel, axis=1, mode="constant")
-        return out[5:-5, 5:-5]
 
-    mu_a, mu_b = filt(a), filt(b)
-    var_a, var_b, cov = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2, filt(a * b) - mu_a * mu_b
-    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(ssim_map.mean())
+class _SSIMStats:
+    """Local mean and mean of squares of one image, kept so that pairs sharing an image reuse them."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.mu = _ssim_filter(image)
+        self.var = _ssim_filter(image * image) - self.mu**2
+
+    def ssim(self, other: _SSIMStats) -> float:
+        """SSIM with data range 1 (C1 = 0.01^2, C2 = 0.03^2), mean of the map."""
+        c1, c2 = 0.01**2, 0.03**2
+        cov = _ssim_filter(self.image * other.image) - self.mu * other.mu
+        numerator = (2 * self.mu * other.mu + c1) * (2 * cov + c2)
+        denominator = (self.mu**2 + other.mu**2 + c1) * (self.var + other.var + c2)
+        return float((numerator / denominator).mean())
 
 
 def global_gsm_features(image: np.ndarray) -> np.ndarray:
     """Feature group 2 (45 values) from the steerable pyramid of the 0..255 image."""
     high, bands = steerable_pyramid(image, height=2, nbands=6)
     normalised = [[_normalise_band(bands, s, o) for o in range(6)] for s in range(2)]
-    flat = [band for scale in normalised for band in scale]
     features = list(_ggd_shape(np.stack([b.ravel() for b in normalised[0]])))
     features += list(_ggd_shape(np.stack([b.ravel() for b in normalised[1]])))
-    features += [_ggd_shape(np.concatenate([normalised[0][o].ravel(), normalised[1][o].ravel()]))[()] for o in range(6)]
-    features += [_ssim_unit(imresize(band, output_shape=high.shape), high) for band in flat]
-    features += [_ssim_unit(normalised[0][i], normalised[0][j]) for i in range(6) for j in range(i + 1, 6)]
+    for o in range(6):  # across scales
+        features.append(_ggd_shape(np.concatenate([normalised[0][o].ravel(), normalised[1][o].ravel()]))[()])
+    high_stats = _SSIMStats(high)
+    flat = [band for scale in normalised for band in scale]
+    features += [_SSIMStats(imresize(band, output_shape=high.shape)).ssim(high_stats) for band in flat]
+    first = [_SSIMStats(band) for band in normalised[0]]
+    features += [first[i].ssim(first[j]) for i in range(6) for j in range(i + 1, 6)]
     return np.array(features, dtype=np.float64)
 
 
