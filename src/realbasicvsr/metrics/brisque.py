@@ -19,8 +19,7 @@ from scipy.special import gamma as gamma_fn
 
 from realbasicvsr.metrics.color import ConvertTo, prepare
 from realbasicvsr.metrics.imresize import imresize
-from realbasicvsr.metrics.niqe import mscn
-from realbasicvsr.metrics.nss import fit_aggd, fit_ggd, paired_products
+from realbasicvsr.metrics.nss import fit_aggd, fit_ggd, mscn, paired_products
 from realbasicvsr.metrics.params import param_file
 
 _BRISQUE_SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))

@@ -1,7 +1,7 @@
 """NIQE (Mittal, Soundararajan & Bovik 2013) as computed by the LIVE MATLAB release (`computequality.m`).
 
 Protocol of the release, reproduced here: the image is cropped to whole 96x96 blocks; MSCN coefficients use a
-7x7 Gaussian (sigma 7/6) with replicate padding; each block gives 18 features (a GGD-like AGGD fit of the MSCN
+7x7 Gaussian (sigma 7/6) with replicate padding; each block gives 18 features (an AGGD fit of the MSCN
 and four AGGD fits of neighbour products, circularly shifted inside the block); the image is halved with MATLAB
 bicubic imresize and the same is done with 48x48 blocks; a multivariate Gaussian is fitted to the block
 features (blocks with NaN features dropped, like `nanmean`/`nancov`) and compared with the pristine model.
@@ -15,14 +15,12 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import correlate
-from scipy.signal import convolve2d
 from scipy.special import gamma as gamma_fn
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.metrics.color import ConvertTo, prepare
 from realbasicvsr.metrics.imresize import imresize
-from realbasicvsr.metrics.nss import FLAT_SNAP, fit_aggd, gaussian_window, paired_products
+from realbasicvsr.metrics.nss import fit_aggd, mscn, paired_products
 from realbasicvsr.metrics.params import param_file
 
 BLOCK = 96
@@ -39,29 +37,6 @@ def load_pristine_model(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     data = loadmat(path)
     return data["mu_prisparam"].ravel().astype(np.float64), data["cov_prisparam"].astype(np.float64)
-
-
-def mscn(image: np.ndarray, padding: str) -> np.ndarray:
-    """Mean-subtracted contrast-normalised coefficients: (I - mu) / (sigma + 1) with the 7x7 LIVE window.
-
-    `padding="replicate"` is NIQE's `imfilter(.., 'replicate')`; residues of flat areas are snapped to 0 (see
-    nss.FLAT_SNAP). `padding="zero"` is BRISQUE's `filter2(.., 'same')`, computed as a direct 2-D sum
-    (scipy.signal.convolve2d) and left unsnapped: on the calibration images that is what lands closest to
-    MATLAB (docs/metrics.md lists both variants).
-    """
-    window = gaussian_window()
-    if padding == "replicate":
-        mu = correlate(image, window, mode="nearest")
-        mean_sq = correlate(image * image, window, mode="nearest")
-    elif padding == "zero":
-        mu = convolve2d(image, window[::-1, ::-1], mode="same")
-        mean_sq = convolve2d(image * image, window[::-1, ::-1], mode="same")
-    else:
-        raise ValueError(f"padding must be 'replicate' or 'zero', got {padding!r}")
-    coeffs = (image - mu) / (np.sqrt(np.abs(mean_sq - mu * mu)) + 1.0)
-    if padding == "replicate":
-        coeffs[np.abs(coeffs) < FLAT_SNAP] = 0.0
-    return coeffs
 
 
 def _to_blocks(array: np.ndarray, size: int) -> np.ndarray:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+from scipy.ndimage import correlate
+from scipy.signal import convolve2d
 from scipy.special import gamma as gamma_fn
 
 # MSCN values this small come from floating-point rounding in perfectly flat areas; MATLAB's filtering rounds
@@ -28,6 +30,29 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
     window[window < np.finfo(np.float64).eps * window.max()] = 0
     window = window / window.sum()
     return window / window.sum()
+
+
+def mscn(image: np.ndarray, padding: str) -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients: (I - mu) / (sigma + 1) with the 7x7 LIVE window.
+
+    `padding="replicate"` is NIQE's `imfilter(.., 'replicate')`; residues of flat areas are snapped to 0 (see
+    FLAT_SNAP). `padding="zero"` is BRISQUE's `filter2(.., 'same')`, computed as a direct 2-D sum
+    (scipy.signal.convolve2d) and left unsnapped: on the calibration images that is what lands closest to
+    MATLAB (docs/metrics.md lists both variants).
+    """
+    window = gaussian_window()
+    if padding == "replicate":
+        mu = correlate(image, window, mode="nearest")
+        mean_sq = correlate(image * image, window, mode="nearest")
+    elif padding == "zero":
+        mu = convolve2d(image, window[::-1, ::-1], mode="same")
+        mean_sq = convolve2d(image * image, window[::-1, ::-1], mode="same")
+    else:
+        raise ValueError(f"padding must be 'replicate' or 'zero', got {padding!r}")
+    coeffs = (image - mu) / (np.sqrt(np.abs(mean_sq - mu * mu)) + 1.0)
+    if padding == "replicate":
+        coeffs[np.abs(coeffs) < FLAT_SNAP] = 0.0
+    return coeffs
 
 
 @cache
