@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import os
@@ -59,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Settings:
+    """What to compute for every frame; sent to the worker processes."""
+
     metrics: tuple[str, ...]
     convert_to: str
     crop_border: int
@@ -221,11 +224,13 @@ def _check_params(settings: Settings) -> None:
     """Find (or download) every parameter file once, before any work and before workers start."""
     from realbasicvsr.metrics.params import NRQM_MODEL, param_file
 
-    needed = {"niqe": ["niqe/modelparameters.mat"], "brisque": ["brisque/allmodel", "brisque/allrange"]}
-    needed["pi"] = needed["niqe"]
+    niqe_module = importlib.import_module("realbasicvsr.metrics.niqe")  # the package exports a function of that name
     for name in settings.metrics:
-        for file in needed.get(name, []):
-            param_file(file, settings.params_dir)
+        if name in ("niqe", "pi"):
+            niqe_module.pristine_model_file(settings.params_dir)
+        if name == "brisque":
+            param_file("brisque/allmodel", settings.params_dir)
+            param_file("brisque/allrange", settings.params_dir)
         if name in ("nrqm", "pi"):
             if settings.nrqm_model is not None and not settings.nrqm_model.is_file():
                 raise UserError(f"--nrqm-model {settings.nrqm_model} does not exist")

@@ -81,7 +81,7 @@ def niqe_from_features(features: np.ndarray, mu_pris: np.ndarray, cov_pris: np.n
     return float(np.sqrt(diff @ np.linalg.pinv((cov_pris + cov) / 2) @ diff))
 
 
-def _model_file(params_dir: str | Path | None) -> Path:
+def pristine_model_file(params_dir: str | Path | None) -> Path:
     """`niqe/modelparameters.mat`, or BasicSR's `niqe/niqe_pris_params.npz` (same numbers) when only it is there."""
     try:
         return param_file("niqe/modelparameters.mat", params_dir, allow_download=False)
@@ -113,5 +113,5 @@ def niqe(
     if rows * cols < 2:
         raise ValueError(f"NIQE needs an image of at least two 96x96 blocks, got {plane.shape[:2]}")
     plane = plane[: rows * BLOCK, : cols * BLOCK]
-    mu_pris, cov_pris = load_pristine_model(_model_file(params_dir))
+    mu_pris, cov_pris = load_pristine_model(pristine_model_file(params_dir))
     return niqe_from_features(block_features(plane), mu_pris, cov_pris)
