@@ -12,7 +12,6 @@ from functools import cache
 
 import numpy as np
 from scipy.ndimage import correlate
-from scipy.signal import convolve2d
 from scipy.special import gamma as gamma_fn
 
 # MSCN values this small come from floating-point rounding in perfectly flat areas; MATLAB's filtering rounds
@@ -32,21 +31,42 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
     return window / window.sum()
 
 
+def filter2_same(image: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """MATLAB `filter2(window, image, 'same')` (zero padding), summed kernel column by kernel column.
+
+    The sum over the 49 taps is formed as 7 partial sums, one per kernel column (MATLAB is column-major),
+    which are then added. Mathematically any order is the same; numerically the order decides whether flat
+    areas give MSCN values of exactly 0 or residues of 1e-14, and this order is the one that matches MATLAB's
+    BRISQUE on the calibration images (docs/metrics.md compares the variants).
+    """
+    rows, cols = window.shape
+    height, width = image.shape
+    padded = np.pad(image, ((rows // 2, rows - 1 - rows // 2), (cols // 2, cols - 1 - cols // 2)))
+    out = np.zeros_like(image)
+    column = np.empty_like(image)
+    term = np.empty_like(image)
+    for j in range(cols):
+        column.fill(0.0)
+        for i in range(rows):
+            np.multiply(padded[i : i + height, j : j + width], window[i, j], out=term)
+            column += term
+        out += column
+    return out
+
+
 def mscn(image: np.ndarray, padding: str) -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients: (I - mu) / (sigma + 1) with the 7x7 LIVE window.
 
     `padding="replicate"` is NIQE's `imfilter(.., 'replicate')`; residues of flat areas are snapped to 0 (see
-    FLAT_SNAP). `padding="zero"` is BRISQUE's `filter2(.., 'same')`, computed as a direct 2-D sum
-    (scipy.signal.convolve2d) and left unsnapped: on the calibration images that is what lands closest to
-    MATLAB (docs/metrics.md lists both variants).
+    FLAT_SNAP). `padding="zero"` is BRISQUE's `filter2(.., 'same')` (see filter2_same), left unsnapped.
     """
     window = gaussian_window()
     if padding == "replicate":
         mu = correlate(image, window, mode="nearest")
         mean_sq = correlate(image * image, window, mode="nearest")
     elif padding == "zero":
-        mu = convolve2d(image, window[::-1, ::-1], mode="same")
-        mean_sq = convolve2d(image * image, window[::-1, ::-1], mode="same")
+        mu = filter2_same(image, window)
+        mean_sq = filter2_same(image * image, window)
     else:
         raise ValueError(f"padding must be 'replicate' or 'zero', got {padding!r}")
     coeffs = (image - mu) / (np.sqrt(np.abs(mean_sq - mu * mu)) + 1.0)
