@@ -67,6 +67,9 @@ def test_clip_folders_with_ground_truth(tmp_path, capsys) -> None:
             assert scores["ssim"] == pytest.approx(ssim(pred, gt, crop_border=2), abs=1e-12)
             assert scores["niqe"] == pytest.approx(niqe(pred, crop_border=2, params_dir=params), abs=1e-12)
             assert scores["brisque"] == pytest.approx(brisque(pred, crop_border=2, params_dir=params), abs=1e-12)
+    files = {Path(path).name: digest for path, digest in report["parameter_files"].items()}
+    assert files["allmodel"] == "8b04d6045f1b27261610c8ab1730fdcc14ec80bfab0f1ab5f703bbc2927314de"
+    assert set(files) == {"modelparameters.mat", "allmodel", "allrange"}
     all_niqe = [f["niqe"] for c in report["clips"].values() for f in c["frames"].values()]
     assert report["mean"]["niqe"] == pytest.approx(np.mean(all_niqe), abs=1e-12)
     with out_csv.open() as handle:

@@ -220,22 +220,25 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, list[int] | None]:
     return settings, None if frames is None else sorted(set(frames))
 
 
-def _check_params(settings: Settings) -> None:
-    """Find (or download) every parameter file once, before any work and before workers start."""
-    from realbasicvsr.metrics.params import NRQM_MODEL, param_file
+def _check_params(settings: Settings) -> dict[str, str]:
+    """Find (or download) every parameter file once, before any work and before workers start.
+
+    Returns path -> sha256 of the files used, recorded in the JSON report so that numbers can be traced.
+    """
+    from realbasicvsr.metrics.params import NRQM_MODEL, param_file, sha256_of
 
     niqe_module = importlib.import_module("realbasicvsr.metrics.niqe")  # the package exports a function of that name
+    used: list[Path] = []
     for name in settings.metrics:
         if name in ("niqe", "pi"):
-            niqe_module.pristine_model_file(settings.params_dir)
+            used.append(niqe_module.pristine_model_file(settings.params_dir))
         if name == "brisque":
-            param_file("brisque/allmodel", settings.params_dir)
-            param_file("brisque/allrange", settings.params_dir)
+            used += [param_file(f"brisque/{file}", settings.params_dir) for file in ("allmodel", "allrange")]
         if name in ("nrqm", "pi"):
             if settings.nrqm_model is not None and not settings.nrqm_model.is_file():
                 raise UserError(f"--nrqm-model {settings.nrqm_model} does not exist")
-            if settings.nrqm_model is None:
-                param_file(NRQM_MODEL, settings.params_dir)
+            used.append(settings.nrqm_model or param_file(NRQM_MODEL, settings.params_dir))
+    return {str(path): sha256_of(path) for path in dict.fromkeys(used)}
 
 
 def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
@@ -278,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         missing = [c.name for c in clips if c.name not in gt_clips]
         if missing:
             raise UserError(f"no ground truth for clip(s) {', '.join(missing[:5])} in {args.gt}")
-    _check_params(settings)
+    param_files = _check_params(settings)
 
     results: dict[str, dict[int, dict[str, float]]] = {}
     image_counts = [len(c.images) for c in clips if c.video is None]
@@ -331,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
                 "frames": frames,
                 "upscale": settings.upscale,
             },
+            "parameter_files": param_files,
             "mean": means,
             "clips": {
                 clip: {
