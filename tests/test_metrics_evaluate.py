@@ -121,7 +121,9 @@ def test_upscale_scores_the_matlab_bicubic_enlargement(tmp_path) -> None:
     out_json = tmp_path / "scores.json"
     argv = ["evaluate", str(tmp_path / "lq"), "--metrics", "niqe", "--upscale", "4", "--params-dir", str(params)]
     assert main([*argv, "--json", str(out_json)]) == 0
-    enlarged = np.clip(np.floor(imresize(frame.astype(float), scale=4) + 0.5), 0, 255).astype(np.uint8)
+    # MATLAB rounds to uint8 after the row pass and again after the column pass
+    rows = np.clip(np.floor(imresize(frame.astype(float), output_shape=(240, 64)) + 0.5), 0, 255)
+    enlarged = np.clip(np.floor(imresize(rows, output_shape=(240, 256)) + 0.5), 0, 255).astype(np.uint8)
     expected = niqe(enlarged, params_dir=params)
     assert json.loads(out_json.read_text())["clips"]["clip"]["frames"]["0"]["niqe"] == pytest.approx(expected)
 

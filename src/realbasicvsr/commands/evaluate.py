@@ -162,10 +162,9 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _upscale(frame: np.ndarray, factor: int) -> np.ndarray:
-    from realbasicvsr.metrics.imresize import imresize
+    from realbasicvsr.metrics.imresize import imresize_uint8
 
-    # MATLAB imresize on uint8 rounds and saturates the result back to uint8.
-    return np.clip(np.floor(imresize(frame.astype(np.float64), scale=factor) + 0.5), 0, 255).astype(np.uint8)
+    return imresize_uint8(frame, factor)
 
 
 def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings, label: str = "") -> dict[str, float]:

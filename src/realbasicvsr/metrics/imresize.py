@@ -73,6 +73,21 @@ def imresize(image: np.ndarray, scale: float | None = None, output_shape: tuple[
     return _along(col_matrix, _along(row_matrix, image, 0), 1)
 
 
+def imresize_uint8(image: np.ndarray, scale: float) -> np.ndarray:
+    """MATLAB `imresize` of a uint8 image: each one-dimensional pass returns uint8 (rounded, saturated), as
+    MATLAB's resizeAlongDim keeps the input class, so the intermediate image is rounded too."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"imresize_uint8 expects a uint8 image, got {image.dtype}")
+    height, width = image.shape[:2]
+    out_h, out_w = math.ceil(height * scale), math.ceil(width * scale)
+    out = image.astype(np.float64)
+    for axis, (n_in, n_out) in enumerate(((height, out_h), (width, out_w))):  # equal scales: rows first
+        out = _along(resize_matrix(n_in, n_out, float(scale)), out, axis)
+        out = np.clip(np.floor(out + 0.5), 0, 255)  # values are >= 0 after the clip, so floor(x+0.5) = round
+    return out.astype(np.uint8)
+
+
 def _along(matrix: np.ndarray, image: np.ndarray, axis: int) -> np.ndarray:
     """Apply a resize matrix along one axis. Each row has at most ~10 non-zero taps, so a sparse product is
     far cheaper than a dense one for large images."""
