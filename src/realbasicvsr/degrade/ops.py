@@ -75,6 +75,17 @@ _FFT_MIN_KERNEL = 13
 _FFT_MIN_PIXELS = 180 * 180
 
 
+def to_uint8(frame: np.ndarray) -> np.ndarray:
+    """clip(round(255 x), 0, 255) as uint8 (round half to even), in two passes instead of four.
+
+    Keeps the shape of `frame` ((H, W) or (H, W, C)).
+    """
+    cv2 = cv2_module()
+    # negatives -> 0 first, so abs() is a no-op (np.maximum: cv2.max takes arrays of <= 4 values for scalars)
+    out = cv2.convertScaleAbs(np.maximum(frame, np.float32(0.0)), alpha=255.0)
+    return out.reshape(frame.shape)
+
+
 def blur(frames: Sequence[np.ndarray], kernels: Sequence[np.ndarray]) -> Frames:
     """Correlate frame i with kernel i (border reflect-101), as the reference's cv2.filter2D.
 
@@ -148,16 +159,20 @@ def add_gaussian_noise(
 
 
 _GUIDE_BITS = 12  # 4096 guide cells per level
-_FIXED_ONE = 1 << 32  # probabilities in 32-bit fixed point
+# Probabilities in 30-bit fixed point: tables and draws stay int32 (half the memory traffic of int64) and the
+# draws come from a power-of-two range (numpy's fast path; other ranges need rejection and are slower).
+_FIXED_BITS = 30
+_FIXED_ONE = 1 << _FIXED_BITS
 
 
 @functools.lru_cache(maxsize=16)
 def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Inverse-CDF tables of Poisson(level * vals / 255) for the 256 levels of an 8-bit image.
 
-    Returns (cdf, guide, width): cdf[level * width + k] = P(X <= k) in 32-bit fixed point (the last entry of a
-    row is 2^32, so the search always stops inside the row); guide[(level << 12) | cell] = the first k whose
-    cdf exceeds the cell's lower bound, where the search starts.
+    Returns (cdf, guide, width), int32: cdf[level * width + k] = P(X <= k) in 30-bit fixed point (the last
+    entry of a row is 2^30, above every uniform draw, so the search always stops inside the row);
+    guide[(level << 12) | cell] = the first k whose cdf exceeds the cell's lower bound, where the search
+    starts.
     """
     rates = np.arange(256, dtype=np.float64) * (vals / 255.0)
     width = int(rates[-1] + 12 * np.sqrt(rates[-1]) + 24)  # the tail beyond has probability < 1e-30
@@ -170,23 +185,24 @@ def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
     cdf = np.cumsum(np.exp(log_pmf), axis=1)
     fixed = np.minimum(np.floor(cdf * _FIXED_ONE), _FIXED_ONE - 1).astype(np.int64)
     fixed[:, -1] = _FIXED_ONE
-    cells = np.arange(1 << _GUIDE_BITS, dtype=np.int64) << (32 - _GUIDE_BITS)
+    cells = np.arange(1 << _GUIDE_BITS, dtype=np.int64) << (_FIXED_BITS - _GUIDE_BITS)
     guide = np.stack([np.searchsorted(row, cells, side="right") for row in fixed])
     guide += np.arange(256)[:, None] * width
-    return fixed.ravel(), guide.astype(np.int32).ravel(), width
+    return fixed.astype(np.int32).ravel(), guide.astype(np.int32).ravel(), width
 
 
 def poisson_counts(levels: np.ndarray, vals: int, rng: np.random.Generator) -> np.ndarray:
     """Poisson(levels * vals / 255) samples for an array of 8-bit levels (int32 counts, same shape).
 
-    Inverse-CDF sampling with a guide table (Chen & Asau) on 32-bit uniform integers: exact up to the 2^-32
-    fixed-point rounding of the CDF, and about 2x faster than numpy's per-element Poisson sampler because
-    the rate takes only 256 values. The stream of draws differs from `rng.poisson`, the distribution not.
+    Inverse-CDF sampling with a guide table (Chen & Asau) on 30-bit uniform integers: exact up to the 2^-30
+    fixed-point rounding of the CDF, and 2-4x faster than numpy's per-element Poisson sampler because the
+    rate takes only 256 values. The stream of draws differs from `rng.poisson`, the distribution not.
     """
     cdf, guide, width = _poisson_tables(int(vals))
     flat_levels = levels.ravel().astype(np.int32)
-    u = rng.integers(0, _FIXED_ONE, flat_levels.size, dtype=np.int64)
-    idx = guide[(flat_levels << _GUIDE_BITS) | (u >> (32 - _GUIDE_BITS)).astype(np.int32)]
+    # full-range uint32 draws are numpy's fastest integers; the top 30 bits, as int32
+    u = (rng.integers(0, 1 << 32, flat_levels.size, dtype=np.uint32) >> np.uint32(32 - _FIXED_BITS)).view(np.int32)
+    idx = guide[(flat_levels << _GUIDE_BITS) | (u >> (_FIXED_BITS - _GUIDE_BITS))]
     todo = np.flatnonzero(cdf[idx] <= u)
     while todo.size:  # walk up to the first k with u < cdf[k]; a few percent of pixels, 1-2 steps
         idx[todo] += 1
@@ -205,7 +221,7 @@ def add_poisson_noise(
     out = []
     for frame, scale in zip(frames, scales):
         src = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[..., None] if gray else frame
-        levels = np.clip(np.rint(src * 255.0), 0, 255).astype(np.uint8)
+        levels = to_uint8(src)
         distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
         vals = int(2 ** np.ceil(np.log2(distinct)))
         # noise * scale = (counts / vals - level / 255) * scale, through a 256-entry table for the level term
@@ -226,7 +242,7 @@ def jpeg(frames: Sequence[np.ndarray], qualities: Sequence[int]) -> Frames:
     _check_len(frames, qualities, "qualities")
     out = []
     for frame, quality in zip(frames, qualities):
-        img8 = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+        img8 = to_uint8(frame)
         ok, encoded = cv2.imencode(".jpg", img8, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
         if not ok:
             raise RuntimeError(f"OpenCV could not JPEG-encode a frame of shape {frame.shape}")
@@ -275,7 +291,7 @@ def unsharp_mask(
 
 def quantize(frames: Sequence[np.ndarray]) -> Frames:
     """Round to the 8-bit grid and clip: clip(round(255 x), 0, 255) / 255."""
-    return [np.clip(np.rint(f * 255.0), 0, 255).astype(np.float32) * np.float32(1.0 / 255.0) for f in frames]
+    return [to_uint8(f).astype(np.float32) * np.float32(1.0 / 255.0) for f in frames]
 
 
 def _check_len(frames: Sequence[Any], params: Sequence[Any], name: str) -> None:
