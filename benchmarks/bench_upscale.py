@@ -184,8 +184,10 @@ def main() -> None:
     q.add_argument("--window", type=int, default=15)
     q.add_argument("--overlaps", type=int, nargs="+", default=[0, 2, 4, 8, 12, 16])
     q.add_argument("--crop", type=int, nargs=2, default=(88, 72), metavar=("W", "H"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.what == "memory-child":
         memory_child(args.mode, args.frames, args.size)
     else:

@@ -135,6 +135,8 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tmp_path, weights, ca
     assert "same size" in error_of(capsys, mixed, tmp_path / "mixed_out", *w)
     assert "does not exist; create it" in error_of(capsys, good, tmp_path / "no" / "dir" / "o.mp4", *w)
     assert "unknown codec" in error_of(capsys, good, out, *w, "--codec", "xvid")
+    assert "cannot encode pixel format" in error_of(capsys, good, out, *w, "--pix-fmt", "rgb8")
+    assert "cannot be stored in a .webm" in error_of(capsys, good, tmp_path / "o.webm", *w, "--codec", "libx264")
     assert "unknown output extension" in error_of(capsys, good, tmp_path / "o.xyz", *w)
     assert "is the input" in error_of(capsys, good, good, *w, "--overwrite")
     assert "weights" in error_of(capsys, good, out, "--weights", tmp_path / "missing.pth")

@@ -122,7 +122,7 @@ def upscale_video(
     kind = output_kind(info, output)
     check_paths(info, output, overwrite)
     if kind == "video":
-        check_codec(encode, container_format(output), output)
+        check_codec(encode, container_format(output), output, info.bit_depth)
     if model is None:
         if weights is None:
             raise UserError("no model given; pass --weights PATH or a known weights name")

@@ -81,7 +81,7 @@ def container_format(path: Path) -> str:
     return fmt
 
 
-def check_codec(settings: EncodeSettings, fmt: str, path: Path) -> None:
+def check_codec(settings: EncodeSettings, fmt: str, path: Path, bit_depth: int = 8) -> None:
     """Fail before any work when the codec is unknown, missing from this FFmpeg, or not storable in the container."""
     if settings.codec not in CODECS:
         raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}")
@@ -97,10 +97,12 @@ def check_codec(settings: EncodeSettings, fmt: str, path: Path) -> None:
             + ("libvpx-vp9" if fmt == "webm" else "libx264")
         )
     pix_fmts = {f.name for f in codec.video_formats or ()}
-    for depth in (8,):
-        pix_fmt = settings.resolved_pix_fmt(depth)
-        if pix_fmts and pix_fmt not in pix_fmts:
-            raise UserError(f"{settings.codec} cannot encode pixel format {pix_fmt}; choose one of {sorted(pix_fmts)}")
+    pix_fmt = settings.resolved_pix_fmt(bit_depth)
+    if pix_fmts and pix_fmt not in pix_fmts:
+        raise UserError(
+            f"{settings.codec} cannot encode pixel format {pix_fmt}; "
+            f"use --pix-fmt with one of {', '.join(sorted(pix_fmts))}"
+        )
 
 
 class VideoWriter:
