@@ -142,6 +142,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
         (["--gt", str(tmp_path / "gt_small"), "--metrics", "psnr"], "psnr of clip a frame 0: ground truth has shape"),
         (["--metrics", "niqe,lpips"], "unknown metric(s) lpips"),
         (["--frames", "0,x"], "bad frames list"),
+        (["--metrics", "niqe", "--convert-to", "rgb"], "--convert-to rgb applies to psnr/ssim only"),
         (["--frames", "5"], "no frames to score"),
         (["--metrics", "nrqm", "--nrqm-model", str(tmp_path / "missing.mat")], "does not exist"),
     ]

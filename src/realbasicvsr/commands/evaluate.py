@@ -211,6 +211,9 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, list[int] | None]:
     crop = crop_preset if args.crop_border is None else args.crop_border
     if crop < 0 or args.upscale < 1 or args.workers < 1:
         raise UserError("--crop-border must be >= 0, --upscale and --workers >= 1")
+    no_reference = [m for m in metrics if m not in ("psnr", "ssim")]
+    if args.convert_to == "rgb" and no_reference:
+        raise UserError(f"--convert-to rgb applies to psnr/ssim only; {', '.join(no_reference)} need y or gray")
     if any(m in ("psnr", "ssim") for m in metrics) and args.gt is None:
         raise UserError("psnr and ssim compare with ground truth: add --gt FOLDER")
     settings = Settings(
