@@ -198,3 +198,15 @@ def test_niqe_reads_the_npz_copy_and_rejects_rgb(tmp_path) -> None:
     assert niqe(image, params_dir=tmp_path) == niqe(image, params_dir=shared_path("iqa_params"))
     with pytest.raises(ValueError, match="one channel"):
         brisque(image, convert_to="rgb", params_dir=shared_path("iqa_params"))
+
+
+def test_parameter_lookup_order(tmp_path, monkeypatch) -> None:
+    from realbasicvsr.metrics import params
+
+    shared = shared_path("iqa_params")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(params.ENV_VAR, str(shared))
+    assert params.param_file("brisque/allrange") == shared / "brisque" / "allrange"
+    (tmp_path / "mine" / "brisque").mkdir(parents=True)
+    (tmp_path / "mine" / "brisque" / "allrange").write_bytes((shared / "brisque" / "allrange").read_bytes())
+    assert params.param_file("brisque/allrange", tmp_path / "mine") == tmp_path / "mine" / "brisque" / "allrange"
