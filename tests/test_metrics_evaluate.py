@@ -82,6 +82,8 @@ def test_clip_folders_with_ground_truth(tmp_path, capsys) -> None:
         ("001", "1"),
     ]
     assert float(rows[3]["psnr"]) == report["clips"]["001"]["frames"]["0"]["psnr"]
+    assert rows[4]["file"] == "00000001.png"
+    assert report["clips"]["001"]["source"] == str(tmp_path / "pred" / "001")
     table = capsys.readouterr().out
     assert "000" in table and "001" in table and "mean (all frames)" in table
 

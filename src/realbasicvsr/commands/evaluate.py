@@ -327,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
         f"frames {'all' if frames is None else ','.join(map(str, frames))}, upscale x{settings.upscale}"
     )
     means = _print_table(results, settings.metrics)
+    by_name = {clip.name: clip for clip in clips}
+    source = {name: str(clip.video or (clip.images[0].parent if clip.images else "")) for name, clip in by_name.items()}
     if args.json:
         report = {
             "settings": {
@@ -342,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
                 clip: {
                     "mean": {m: float(np.mean([f[m] for f in fr.values()])) for m in settings.metrics},
                     "frames": {str(i): s for i, s in sorted(fr.items())},
+                    "source": source[clip],
                 }
                 for clip, fr in results.items()
             },
@@ -351,10 +354,11 @@ def run(args: argparse.Namespace) -> int:
 
         def write_csv(out: object) -> None:
             writer = csv.writer(out)
-            writer.writerow(["clip", "frame", *settings.metrics])
+            writer.writerow(["clip", "frame", "file", *settings.metrics])
             for clip, fr in results.items():
                 for index, scores in sorted(fr.items()):
-                    writer.writerow([clip, index, *(repr(scores[m]) for m in settings.metrics)])
+                    file = by_name[clip].images[index].name if by_name[clip].video is None else ""
+                    writer.writerow([clip, index, file, *(repr(scores[m]) for m in settings.metrics)])
 
         _atomic_write(args.csv, write_csv)
     return 0
