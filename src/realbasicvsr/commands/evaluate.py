@@ -273,6 +273,52 @@ def _print_table(results: dict[str, dict[int, dict[str, float]]], metrics: tuple
     return means
 
 
+def _write_outputs(
+    args: argparse.Namespace,
+    settings: Settings,
+    frames: list[int] | None,
+    clips: list[Clip],
+    results: dict[str, dict[int, dict[str, float]]],
+    means: dict[str, float],
+    param_files: dict[str, str],
+) -> None:
+    """--json (settings, parameter files, per-clip and per-frame scores) and --csv (one row per frame)."""
+    by_name = {clip.name: clip for clip in clips}
+    source = {name: str(clip.video or (clip.images[0].parent if clip.images else "")) for name, clip in by_name.items()}
+    if args.json:
+        report = {
+            "settings": {
+                "metrics": list(settings.metrics),
+                "convert_to": settings.convert_to,
+                "crop_border": settings.crop_border,
+                "frames": frames,
+                "upscale": settings.upscale,
+            },
+            "parameter_files": param_files,
+            "mean": means,
+            "clips": {
+                clip: {
+                    "mean": {m: float(np.mean([f[m] for f in fr.values()])) for m in settings.metrics},
+                    "frames": {str(i): s for i, s in sorted(fr.items())},
+                    "source": source[clip],
+                }
+                for clip, fr in results.items()
+            },
+        }
+        _atomic_write(args.json, lambda out: json.dump(report, out, indent=2, allow_nan=True))
+    if args.csv:
+
+        def write_csv(out: object) -> None:
+            writer = csv.writer(out)
+            writer.writerow(["clip", "frame", "file", *settings.metrics])
+            for clip, fr in results.items():
+                for index, scores in sorted(fr.items()):
+                    file = by_name[clip].images[index].name if by_name[clip].video is None else ""
+                    writer.writerow([clip, index, file, *(repr(scores[m]) for m in settings.metrics)])
+
+        _atomic_write(args.csv, write_csv)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -327,38 +373,5 @@ def run(args: argparse.Namespace) -> int:
         f"frames {'all' if frames is None else ','.join(map(str, frames))}, upscale x{settings.upscale}"
     )
     means = _print_table(results, settings.metrics)
-    by_name = {clip.name: clip for clip in clips}
-    source = {name: str(clip.video or (clip.images[0].parent if clip.images else "")) for name, clip in by_name.items()}
-    if args.json:
-        report = {
-            "settings": {
-                "metrics": list(settings.metrics),
-                "convert_to": settings.convert_to,
-                "crop_border": settings.crop_border,
-                "frames": frames,
-                "upscale": settings.upscale,
-            },
-            "parameter_files": param_files,
-            "mean": means,
-            "clips": {
-                clip: {
-                    "mean": {m: float(np.mean([f[m] for f in fr.values()])) for m in settings.metrics},
-                    "frames": {str(i): s for i, s in sorted(fr.items())},
-                    "source": source[clip],
-                }
-                for clip, fr in results.items()
-            },
-        }
-        _atomic_write(args.json, lambda out: json.dump(report, out, indent=2, allow_nan=True))
-    if args.csv:
-
-        def write_csv(out: object) -> None:
-            writer = csv.writer(out)
-            writer.writerow(["clip", "frame", "file", *settings.metrics])
-            for clip, fr in results.items():
-                for index, scores in sorted(fr.items()):
-                    file = by_name[clip].images[index].name if by_name[clip].video is None else ""
-                    writer.writerow([clip, index, file, *(repr(scores[m]) for m in settings.metrics)])
-
-        _atomic_write(args.csv, write_csv)
+    _write_outputs(args, settings, frames, clips, results, means, param_files)
     return 0
