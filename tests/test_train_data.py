@@ -170,3 +170,20 @@ def test_cut_dataset_writes_sub_clips_and_skips_finished_ones(tmp_path):
     assert cut_dataset(src, tmp_path / "sub", crop=32, step=16) == (0, 6)
     with pytest.raises(UserError, match="inside the input"):
         cut_dataset(src, src / "sub", crop=32, step=16)
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
+    from torch.utils.data import DataLoader
+
+    clips = scan_clips(make_clips(tmp_path, n_clips=3), 3, 32)
+    dataset = TrainDataset(clips, DataConfig(num_frames=3, gt_size=32), seed=3)  # realworld degradations
+
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        sampler = StepSampler(3, 2, seed=3, start_step=0, total_steps=2, rank=0, world=1)
+        return list(DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=workers))
+
+    pytest.importorskip("cv2")
+    serial, parallel = batches(0), batches(2)
+    assert len(serial) == 2 and serial[0]["lq"].shape == (2, 6, 3, 8, 8)
+    for a, b in zip(serial, parallel):
+        assert all(torch.equal(a[k], b[k]) for k in ("lq", "gt", "gt_usm"))

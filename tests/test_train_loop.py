@@ -18,6 +18,7 @@ import torch
 import realbasicvsr.train.loop as loop
 from realbasicvsr.cli import main
 from realbasicvsr.errors import UserError
+from realbasicvsr.models import ModelConfig
 from realbasicvsr.train.config import CheckpointConfig, DataConfig, LogConfig, LossConfig, OptimConfig
 from realbasicvsr.train.loop import train
 from realbasicvsr.train.state import list_checkpoints, load_checkpoint
@@ -101,6 +102,12 @@ def test_export_writes_the_ema_generator_for_upscale(tmp_path, run_a):
     model = load_generator(out)
     ema = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")["generator_ema"]
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    frames = make_clips(tmp_path / "lq", n_clips=1, n_frames=3, size=(16, 20)) / "clip000"
+    assert main(["upscale", str(frames), str(tmp_path / "hr"), "--weights", str(out), "--device", "cpu"]) == 0
+    from PIL import Image
+
+    with Image.open(sorted((tmp_path / "hr").iterdir())[0]) as first:
+        assert first.size == (80, 64)  # upscale ran the exported weights at x4
     assert main(["export", str(run_a), str(tmp_path / "x.pt")]) == 1  # wrong suffix: a one-line error
     assert main(["export", str(tmp_path / "nothing"), str(out)]) == 1
 
@@ -153,3 +160,37 @@ def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data_dir):
     assert "interrupted: saved step" in err
     (saved,) = list_checkpoints(run_dir)
     assert load_checkpoint(saved)["step"] == int(saved.stem.split("_")[1]) >= 1
+
+
+def test_stage2_starts_from_the_stage1_ema_weights(tmp_path, run_a):
+    from realbasicvsr.train.setup import build_generator
+
+    ema = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")["generator_ema"]
+    config = tiny_config(run=replace(tiny_config().run, init_from=str(run_a)))
+    assert all(torch.equal(v, ema[k]) for k, v in build_generator(config).state_dict().items())
+    release = tmp_path / "s1.safetensors"
+    assert main(["export", str(run_a), str(release)]) == 0
+    config = tiny_config(run=replace(tiny_config().run, init_from=str(release)))
+    model = build_generator(config)
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert not any(p.requires_grad for p in model.basicvsr.spynet.parameters())
+    wider = replace(tiny_config(run=replace(tiny_config().run, init_from=str(run_a))), model=ModelConfig(16, 1, 1))
+    with pytest.raises(UserError, match="does not match model"):
+        build_generator(wider)
+
+
+def test_official_spynet_file_is_loaded(tmp_path):
+    from realbasicvsr.models import SPyNet
+    from realbasicvsr.train.setup import build_generator
+
+    spynet = SPyNet()
+    # the official file holds only the pyramid's convolutions (no mean/std buffers), under `state_dict`
+    state = {k: v for k, v in spynet.state_dict().items() if k.startswith("basic_module.")}
+    torch.save({"state_dict": state}, tmp_path / "spynet.pth")
+    config = tiny_config(run=replace(tiny_config().run, spynet_weights=str(tmp_path / "spynet.pth")))
+    loaded = build_generator(config).basicvsr.spynet.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in spynet.state_dict().items())
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    config = tiny_config(run=replace(tiny_config().run, spynet_weights=str(tmp_path / "other.pth")))
+    with pytest.raises(UserError, match="not a SPyNet checkpoint"):
+        build_generator(config)
