@@ -135,6 +135,8 @@ def test_libsvm_parsing_and_scaling() -> None:
     assert (lower, upper) == (-1.0, 1.0)
     np.testing.assert_allclose(svm_scale(np.array([15.0, 1.0]), lower, upper, fmin, fmax), [0.0, -0.5])
     np.testing.assert_allclose(svm_scale(np.array([10.0, 8.0]), lower, upper, fmin, fmax), [-1.0, 3.0])
+    constant = parse_libsvm_range("x\n-1 1\n1 2 2\n2 0 4\n")  # feature 1 is single-valued: dropped (0)
+    np.testing.assert_allclose(svm_scale(np.array([5.0, 4.0]), *constant), [0.0, 1.0])
 
 
 # ------------------------------------------------------------------------------------- PSNR / SSIM

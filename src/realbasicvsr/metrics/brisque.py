@@ -91,10 +91,15 @@ def _round_significant(values: np.ndarray, digits: int = 6) -> np.ndarray:
 
 
 def svm_scale(features: np.ndarray, lower: float, upper: float, fmin: np.ndarray, fmax: np.ndarray) -> np.ndarray:
-    """libsvm svm-scale: map [min, max] of each feature to [lower, upper] (no clipping outside the range)."""
-    scaled = lower + (upper - lower) * (features - fmin) / (fmax - fmin)
+    """libsvm svm-scale: map [min, max] of each feature to [lower, upper] (no clipping outside the range).
+
+    svm-scale drops a feature whose min equals its max; a dropped entry reads as 0 in libsvm's sparse format.
+    """
+    span = np.where(fmax == fmin, 1.0, fmax - fmin)
+    scaled = lower + (upper - lower) * (features - fmin) / span
     scaled = np.where(features == fmin, lower, scaled)
-    return np.where(features == fmax, upper, scaled)
+    scaled = np.where(features == fmax, upper, scaled)
+    return np.where(fmax == fmin, 0.0, scaled)
 
 
 def brisque_features(image: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_fn
 
-# MSCN values this small come from floating-point rounding in perfectly flat areas; MATLAB's filtering rounds
-# such areas to exactly 0 more often than NumPy does, and the sign of these residues decides which side of the
-# AGGD fit they land on. Snapping them to 0 matches MATLAB's NIQE on flat images (see docs/metrics.md).
+# MSCN values this small are floating-point residues of perfectly flat areas (exactly 0 in exact arithmetic);
+# their sign decides which side of the AGGD fit they land on, and it depends on the summation order inside
+# the filter. Snapping them to 0 is what matches MATLAB's NIQE on the calibration images (docs/metrics.md).
 FLAT_SNAP = 1e-9
 
 
