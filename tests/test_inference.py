@@ -133,3 +133,11 @@ def test_quantisation_matches_tensor2img():
     assert to_image(x)[0, :, 0].tolist() == [0, 0, 0, 2, 128, 255]  # clamp, x255, round half to even
     image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2)
     assert torch.equal(to_tensor(image)[0], torch.from_numpy(image[..., 0] / 255.0).float())
+
+
+def test_mirror_extended_window_is_exact():
+    """A palindromic clip makes the model reuse the backward flows; the windowed path must do the same."""
+    model, clip = small_model(), moving_clip(3)
+    clip = torch.cat([clip, clip.flip(0)])
+    out = run(model, clip, window=6, overlap=0, channels_last=False)
+    assert torch.equal(out, direct(model, clip))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realbasicvsr.models.basicvsr import is_mirror_extended
 from realbasicvsr.models.blocks import flow_warp
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
 from realbasicvsr.video import Frame
@@ -163,7 +164,7 @@ class Upscaler:
             lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
             cleaned = model.clean(lq)
             n, t, _, h, w = cleaned.shape
-            flows_backward, flows_forward = bvsr.compute_flows(cleaned) if t > 1 else (None, None)
+            flows_backward, flows_forward = _compute_flows(bvsr, cleaned) if t > 1 else (None, None)
             # Same per-frame memory layout as BasicVSR.iter_outputs, so results match it bit for bit.
             fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
             lrs = [cleaned[:, i].contiguous(memory_format=fmt) for i in range(t)]
@@ -218,6 +219,28 @@ class Upscaler:
                     resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
                 )[..., 0]
             yield replace(source, image=to_image(hr, depth), alpha=alpha)
+
+
+def _compute_flows(bvsr, lrs: torch.Tensor, pairs_per_call: int = 4) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`BasicVSR.compute_flows`, but SPyNet sees a few frame pairs per call instead of all of them at once.
+
+    SPyNet on every pair of a window in one batch is the reference's largest memory peak (~0.9 kB per padded LR
+    pixel per frame: ~33 GB for 42 frames of 720p); a few pairs at a time bound it. Per-sample results do not
+    depend on the batch, so the flows are the same (the exactness test checks it).
+    """
+    n, t, c, h, w = lrs.shape
+    first = lrs[:, :-1].reshape(-1, c, h, w)
+    second = lrs[:, 1:].reshape(-1, c, h, w)
+
+    def spynet(ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+        step = pairs_per_call * n
+        parts = [bvsr.spynet(ref[i : i + step], supp[i : i + step]) for i in range(0, ref.shape[0], step)]
+        return torch.cat(parts).view(n, t - 1, 2, h, w)
+
+    flows_backward = spynet(first, second)
+    if is_mirror_extended(lrs):  # as the reference: forward flows are the reversed backward ones
+        return flows_backward, None
+    return flows_backward, spynet(second, first)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
