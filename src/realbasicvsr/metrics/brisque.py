@@ -36,12 +36,9 @@ class SVRModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         features = np.atleast_2d(features)
-        sq_dist = (
-            (features * features).sum(axis=1)[:, None]
-            - 2 * features @ self.support_vectors.T
-            + (self.support_vectors**2).sum(axis=1)[None, :]
-        )
-        return np.exp(-self.gamma * np.maximum(sq_dist, 0.0)) @ self.coefs - self.rho
+        # squared distances from explicit differences, as libsvm's k_function forms them
+        sq_dist = ((features[:, None, :] - self.support_vectors[None, :, :]) ** 2).sum(axis=-1)
+        return np.exp(-self.gamma * sq_dist) @ self.coefs - self.rho
 
 
 def parse_libsvm_model(text: str, n_features: int = 36) -> SVRModel:
