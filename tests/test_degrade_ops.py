@@ -245,3 +245,18 @@ def test_codec_rescales_frames_to_the_size_of_frame_zero():
     clip[1] = _moving_clip(2, 40, 36)[1]
     out = video_compress(clip, "mpeg4", 80_000)
     assert [f.shape for f in out] == [(32, 32, 3)] * 3
+
+
+def test_poisson_inverse_cdf_at_the_extremes():
+    levels = np.array([0, 1, 128, 255], np.uint8)
+    rates = levels.astype(np.float64) * 256 / 255
+    # the largest draw must still give a plausible count (no run-off to the end of the table)
+    top = ops.poisson_inverse_cdf(levels, np.full(4, (1 << 30) - 1, np.int32), 256)
+    assert top[0] == 0
+    assert np.all(top[1:] > rates[1:]) and np.all(top[1:] < rates[1:] + 8 * np.sqrt(rates[1:]) + 8)
+    # the smallest draw gives the bottom of the distribution, the middle one its median
+    bottom = ops.poisson_inverse_cdf(levels, np.zeros(4, np.int32), 256)
+    np.testing.assert_array_equal(bottom[:2], [0, 0])
+    assert np.all(bottom[2:] > rates[2:] - 8 * np.sqrt(rates[2:]))
+    middle = ops.poisson_inverse_cdf(levels, np.full(4, 1 << 29, np.int32), 256)
+    np.testing.assert_allclose(middle, rates, atol=1.0)

@@ -183,8 +183,10 @@ def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
     log_pmf[0] = -np.inf
     log_pmf[0, 0] = 0.0  # rate 0: always 0
     cdf = np.cumsum(np.exp(log_pmf), axis=1)
-    fixed = np.minimum(np.floor(cdf * _FIXED_ONE), _FIXED_ONE - 1).astype(np.int64)
-    fixed[:, -1] = _FIXED_ONE
+    cdf /= cdf[:, -1:]  # exactly 1 at the end of each row
+    # Rounded to nearest: where the tail is below 2^-31 the entry is 2^30, above every draw, so the search stops
+    # there (flooring would leave 2^30 - 1 and let the largest draw run to the end of the table).
+    fixed = np.minimum(np.rint(cdf * _FIXED_ONE), _FIXED_ONE).astype(np.int64)
     cells = np.arange(1 << _GUIDE_BITS, dtype=np.int64) << (_FIXED_BITS - _GUIDE_BITS)
     guide = np.stack([np.searchsorted(row, cells, side="right") for row in fixed])
     guide += np.arange(256)[:, None] * width
@@ -198,10 +200,16 @@ def poisson_counts(levels: np.ndarray, vals: int, rng: np.random.Generator) -> n
     fixed-point rounding of the CDF, and 2-4x faster than numpy's per-element Poisson sampler because the
     rate takes only 256 values. The stream of draws differs from `rng.poisson`, the distribution not.
     """
+    # full-range uint32 draws are numpy's fastest integers; the top 30 bits, as int32
+    u = (rng.integers(0, 1 << 32, levels.size, dtype=np.uint32) >> np.uint32(32 - _FIXED_BITS)).view(np.int32)
+    return poisson_inverse_cdf(levels, u.reshape(levels.shape), vals)
+
+
+def poisson_inverse_cdf(levels: np.ndarray, u: np.ndarray, vals: int) -> np.ndarray:
+    """The smallest k with u < 2^30 * P(X <= k), X ~ Poisson(level * vals / 255); u int32 in [0, 2^30)."""
     cdf, guide, width = _poisson_tables(int(vals))
     flat_levels = levels.ravel().astype(np.int32)
-    # full-range uint32 draws are numpy's fastest integers; the top 30 bits, as int32
-    u = (rng.integers(0, 1 << 32, flat_levels.size, dtype=np.uint32) >> np.uint32(32 - _FIXED_BITS)).view(np.int32)
+    u = u.ravel()
     idx = guide[(flat_levels << _GUIDE_BITS) | (u >> (_FIXED_BITS - _GUIDE_BITS))]
     todo = np.flatnonzero(cdf[idx] <= u)
     while todo.size:  # walk up to the first k with u < cdf[k]; a few percent of pixels, 1-2 steps
