@@ -209,14 +209,31 @@ def photometric_error(spynet: SPyNet, frames: np.ndarray, border: int = 8) -> di
     return {"warped_mae": float(np.mean(warped_err)), "unwarped_mae": float(np.mean(still_err))}
 
 
+def train_step(
+    spynet: SPyNet, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+) -> float:
+    """One optimisation step on (ref, supp, gt flow); returns the multi-scale EPE loss before the update."""
+    spynet.train()
+    ref, supp, gt = batch
+    loss = multiscale_epe(pyramid_flows(spynet, ref, supp, detach=True), gt)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def pretrain(
     config: FlowTrainConfig,
     train_images: list[np.ndarray],
     eval_pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     log: Callable[[str], None] = print,
     log_every: int = 50,
+    max_seconds: float | None = None,
 ) -> tuple[SPyNet, list[dict[str, float]]]:
-    """Train a SPyNet from scratch on synthetic pairs; returns it (eval mode) and the logged records."""
+    """Train a SPyNet from scratch on synthetic pairs; returns it (eval mode) and the logged records.
+
+    `max_seconds` stops early (after logging that step) so a run fits a time budget on a shared machine.
+    """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     spynet = zero_init(SPyNet())
@@ -225,21 +242,20 @@ def pretrain(
     records: list[dict[str, float]] = []
     start, running = time.monotonic(), []
     for step in range(1, config.steps + 1):
-        spynet.train()
-        ref, supp, gt = make_batch(train_images, rng, config.batch_size, config.crop, config.motion, True)
-        loss = multiscale_epe(pyramid_flows(spynet, ref, supp, detach=True), gt)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        batch = make_batch(train_images, rng, config.batch_size, config.crop, config.motion, True)
+        running.append(train_step(spynet, optimizer, batch))
         scheduler.step()
-        running.append(float(loss.detach()))
-        if step % log_every == 0 or step == config.steps:
+        out_of_time = max_seconds is not None and time.monotonic() - start > max_seconds
+        if step % log_every == 0 or step == config.steps or out_of_time:
             record = {"step": step, "loss": float(np.mean(running)), "seconds": round(time.monotonic() - start, 1)}
             if eval_pairs is not None:
                 record.update({f"heldout_{k}": v for k, v in evaluate_synthetic(spynet, eval_pairs).items()})
             records.append(record)
             log(json.dumps(record))
             running = []
+        if out_of_time:
+            log(f"stopped at step {step} of {config.steps}: the time budget of {max_seconds:.0f} s is used up")
+            break
     return spynet.eval(), records
 
 

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop training early after this many minutes (then evaluate)"
+    )
+    parser.add_argument(
         "--evaluate", metavar="WEIGHTS", help="only evaluate an existing SPyNet file (no training, nothing written)"
     )
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             eval_pairs,
             log=lambda line: print(line, flush=True),
             log_every=args.log_every,
+            max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
         )
     results: dict[str, object] = {"heldout_synthetic": flowtrain.evaluate_synthetic(spynet, eval_pairs)}
     for name in REAL_CLIPS:
