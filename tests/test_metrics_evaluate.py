@@ -104,10 +104,16 @@ def test_videolq_protocol_on_video_files(tmp_path, capsys) -> None:
         "crop_border": 4,
         "frames": [0, 50, 99],
         "upscale": 1,
+        "short_clips": "skip",
     }
     assert list(report["clips"]["long"]["frames"]) == ["0", "50", "99"]
     assert list(report["clips"]["short"]["frames"]) == ["0", "50"]  # frame 99 does not exist
     assert "short has no frame(s) [99]" in capsys.readouterr().err
+    # --short-clips spread: first, middle and last frame of the 60-frame clip (NegVSR's choice)
+    assert main([*argv, "--short-clips", "spread"]) == 0
+    spread = json.loads(out_json.read_text())["clips"]
+    assert list(spread["short"]["frames"]) == ["0", "30", "59"]
+    assert spread["long"] == report["clips"]["long"]
     decoded = _decode(tmp_path / "videos" / "long.mp4")
     for index in (0, 50, 99):
         expected = niqe(decoded[index], convert_to="y", crop_border=4, params_dir=params)

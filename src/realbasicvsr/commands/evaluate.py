@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="first enlarge each PRED frame with MATLAB bicubic imresize (e.g. 4 to score inputs)",
     )
+    parser.add_argument(
+        "--short-clips",
+        choices=("skip", "spread"),
+        default="skip",
+        help="clips lacking some --frames: score the frames they have (skip, default) or their first, middle "
+        "and last frame (spread, as NegVSR did on VideoLQ)",
+    )
     parser.add_argument("--params-dir", type=Path, help="folder with niqe/, brisque/, nrqm/ parameter files")
     parser.add_argument("--nrqm-model", type=Path, help="sr-metric model.mat for nrqm and pi")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
@@ -131,14 +138,35 @@ def iter_frames(clip: Clip, indices: list[int] | None) -> Iterator[tuple[int, np
         raise UserError(f"cannot decode {clip.video}: {error}") from error
 
 
+def clip_length(clip: Clip) -> int:
+    """Number of frames (image count, or decoded-frame count of the video's first stream)."""
+    if clip.video is None:
+        return len(clip.images)
+    return sum(1 for _ in iter_frames(clip, None))
+
+
+def spread_indices(length: int) -> list[int]:
+    """First, middle and last frame: what NegVSR scores on VideoLQ clips shorter than 100 frames
+    (e.g. 0, 20, 40 of a 41-frame clip)."""
+    return sorted({0, length // 2, length - 1})
+
+
 def frame_pairs(
-    clips: list[Clip], gt_clips: dict[str, Clip], indices: list[int] | None
+    clips: list[Clip], gt_clips: dict[str, Clip], indices: list[int] | None, short_clips: str = "skip"
 ) -> Iterator[tuple[str, int, np.ndarray, np.ndarray | None]]:
-    """(clip name, index, prediction, ground truth or None), streamed so that memory stays at a few frames."""
+    """(clip name, index, prediction, ground truth or None), streamed so that memory stays at a few frames.
+
+    `short_clips`: for a clip without some of the requested indices, "skip" scores the ones it has and
+    "spread" scores its first, middle and last frame instead.
+    """
     for clip in clips:
-        gt_iter = iter_frames(gt_clips[clip.name], indices) if gt_clips else None
+        wanted = indices
+        if indices is not None and short_clips == "spread" and clip_length(clip) <= max(indices):
+            wanted = spread_indices(clip_length(clip))
+            print(f"note: clip {clip.name} is short; scoring frames {wanted}", file=sys.stderr)
+        gt_iter = iter_frames(gt_clips[clip.name], wanted) if gt_clips else None
         seen = []
-        for index, pred in iter_frames(clip, indices):
+        for index, pred in iter_frames(clip, wanted):
             gt = None
             if gt_iter is not None:
                 gt_index, gt = next(gt_iter, (None, None))
@@ -146,8 +174,8 @@ def frame_pairs(
                     raise UserError(f"ground truth of clip {clip.name} has no frame {index}")
             seen.append(index)
             yield clip.name, index, pred, gt
-        if indices is not None and len(seen) < len(indices):
-            skipped = [i for i in indices if i not in seen]
+        if wanted is not None and len(seen) < len(wanted):
+            skipped = [i for i in wanted if i not in seen]
             print(f"warning: clip {clip.name} has no frame(s) {skipped}; they are skipped", file=sys.stderr)
 
 
@@ -293,6 +321,7 @@ def _write_outputs(
                 "crop_border": settings.crop_border,
                 "frames": frames,
                 "upscale": settings.upscale,
+                "short_clips": args.short_clips,
             },
             "parameter_files": param_files,
             "mean": means,
@@ -335,9 +364,16 @@ def run(args: argparse.Namespace) -> int:
     image_counts = [len(c.images) for c in clips if c.video is None]
     total = None
     if len(image_counts) == len(clips):  # frame counts of videos are unknown until decoded
-        total = sum(n if frames is None else sum(i < n for i in frames) for n in image_counts)
+        total = 0
+        for n in image_counts:
+            if frames is None:
+                total += n
+            elif args.short_clips == "spread" and n <= max(frames):
+                total += len(spread_indices(n))
+            else:
+                total += sum(i < n for i in frames)
     progress = tqdm(total=total, desc="scoring", unit="frame", file=sys.stderr)
-    pairs = frame_pairs(clips, gt_clips, frames)
+    pairs = frame_pairs(clips, gt_clips, frames, args.short_clips)
     try:
         if args.workers == 1:
             for clip, index, pred, gt in pairs:
