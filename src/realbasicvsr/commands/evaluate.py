@@ -45,12 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--convert-to", choices=("y", "gray", "rgb"), help="channel to score (default y)")
     parser.add_argument("--crop-border", type=int, help="pixels shaved on each side (default 0; 4 with a preset)")
-    parser.add_argument(
-        "--upscale",
-        type=int,
-        default=1,
-        help="first enlarge each PRED frame with MATLAB bicubic imresize (e.g. 4 to score inputs)",
-    )
+    parser.add_argument("--upscale", type=int, default=1, help="enlarge PRED first, MATLAB bicubic (4: score inputs)")
     parser.add_argument(
         "--short-clips",
         choices=("skip", "spread"),
@@ -145,10 +140,12 @@ def clip_length(clip: Clip) -> int:
     return sum(1 for _ in iter_frames(clip, None))
 
 
-def spread_indices(length: int) -> list[int]:
-    """First, middle and last frame: what NegVSR scores on VideoLQ clips shorter than 100 frames
-    (e.g. 0, 20, 40 of a 41-frame clip)."""
-    return sorted({0, length // 2, length - 1})
+def wanted_indices(length: int, indices: list[int] | None, short_clips: str) -> list[int] | None:
+    """Frames to score in a clip of `length` frames. With "spread", a clip that lacks some of `indices` gets
+    its first, middle and last frame, as NegVSR scored VideoLQ's short clips (0, 20, 40 of 41 frames)."""
+    if indices is not None and short_clips == "spread" and length <= max(indices):
+        return sorted({0, length // 2, length - 1})
+    return indices
 
 
 def frame_pairs(
@@ -161,9 +158,10 @@ def frame_pairs(
     """
     for clip in clips:
         wanted = indices
-        if indices is not None and short_clips == "spread" and clip_length(clip) <= max(indices):
-            wanted = spread_indices(clip_length(clip))
-            print(f"note: clip {clip.name} is short; scoring frames {wanted}", file=sys.stderr)
+        if indices is not None and short_clips == "spread":  # counting a video's frames means decoding it
+            wanted = wanted_indices(clip_length(clip), indices, short_clips)
+            if wanted != indices:
+                print(f"note: clip {clip.name} is short; scoring frames {wanted}", file=sys.stderr)
         gt_iter = iter_frames(gt_clips[clip.name], wanted) if gt_clips else None
         seen = []
         for index, pred in iter_frames(clip, wanted):
@@ -189,18 +187,13 @@ def _read_image(path: Path) -> np.ndarray:
         raise UserError(f"cannot read image {path}: {error}") from error
 
 
-def _upscale(frame: np.ndarray, factor: int) -> np.ndarray:
-    from realbasicvsr.metrics.imresize import imresize_uint8
-
-    return imresize_uint8(frame, factor)
-
-
 def score_frame(pred: np.ndarray, gt: np.ndarray | None, settings: Settings, label: str = "") -> dict[str, float]:
     """All requested metrics of one frame (runs in a worker process when --workers > 1); `label` names it."""
     from realbasicvsr.metrics import METRICS
+    from realbasicvsr.metrics.imresize import imresize_uint8
 
     if settings.upscale > 1:
-        pred = _upscale(pred, settings.upscale)
+        pred = imresize_uint8(pred, settings.upscale)
     scores: dict[str, float] = {}
     common = {"convert_to": settings.convert_to, "crop_border": settings.crop_border}
     # PI last: when NRQM and NIQE are asked for too, PI is derived from them instead of computed twice.
@@ -361,17 +354,10 @@ def run(args: argparse.Namespace) -> int:
     param_files = _check_params(settings)
 
     results: dict[str, dict[int, dict[str, float]]] = {}
-    image_counts = [len(c.images) for c in clips if c.video is None]
-    total = None
-    if len(image_counts) == len(clips):  # frame counts of videos are unknown until decoded
-        total = 0
-        for n in image_counts:
-            if frames is None:
-                total += n
-            elif args.short_clips == "spread" and n <= max(frames):
-                total += len(spread_indices(n))
-            else:
-                total += sum(i < n for i in frames)
+    total = None  # frame counts of videos are unknown until decoded
+    if all(c.video is None for c in clips):
+        planned = [(len(c.images), wanted_indices(len(c.images), frames, args.short_clips)) for c in clips]
+        total = sum(n if w is None else sum(i < n for i in w) for n, w in planned)
     progress = tqdm(total=total, desc="scoring", unit="frame", file=sys.stderr)
     pairs = frame_pairs(clips, gt_clips, frames, args.short_clips)
     try:
