@@ -136,7 +136,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def bench_seams(args) -> None:
     from realbasicvsr.weights import load_generator
 
-    if SHARED_CHECKPOINT.is_file():
+    if args.model == "full":
+        torch.manual_seed(0)
+        model, label = RealBasicVSR(ModelConfig()).eval(), "random-init full c64b20"
+    elif SHARED_CHECKPOINT.is_file():
         model, label = load_generator(SHARED_CHECKPOINT), "c16b2 test checkpoint"
     else:
         torch.manual_seed(0)
@@ -184,6 +187,7 @@ def main() -> None:
     q.add_argument("--window", type=int, default=15)
     q.add_argument("--overlaps", type=int, nargs="+", default=[0, 2, 4, 8, 12, 16])
     q.add_argument("--crop", type=int, nargs=2, default=(88, 72), metavar=("W", "H"))
+    q.add_argument("--model", choices=("small", "full"), default="small", help="small: the c16b2 test checkpoint")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
     if args.threads:

@@ -144,6 +144,15 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tmp_path, weights, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv", "good.mp4", "mixed", "text.mkv"]
 
 
+def test_missing_default_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    source = tmp_path / "in.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    err = error_of(capsys, source, tmp_path / "out.mp4")
+    assert "--weights realbasicvsr_x4 to download" in err and "--weights PATH" in err
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_existing_output_needs_overwrite(tmp_path, weights, capsys):
     source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_clip(source, frames=2, width=24, height=16)

@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--weights",
         default=None,
-        help="weights: a .pth (official) or .safetensors (ours) path, or a known name; default: the official "
-        "release realbasicvsr_x4 (downloaded on first use)",
+        help="weights: a .pth (official) or .safetensors (ours) path, or a known name (realbasicvsr_x4 = the "
+        "official release, downloaded on first use); default: the official release if it is already cached",
     )
     model.add_argument(
         "--cleaning-threshold",
@@ -110,8 +110,18 @@ def run(args: argparse.Namespace) -> int:
     from realbasicvsr.inference import UpscaleOptions, pick_device
     from realbasicvsr.pipeline import upscale_video
     from realbasicvsr.video_writer import EncodeSettings
-    from realbasicvsr.weights import DEFAULT_WEIGHTS
+    from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, weights_cache_dir
 
+    weights = args.weights
+    if weights is None:
+        cached = cached_known_weights(DEFAULT_WEIGHTS)
+        if cached is None:
+            raise UserError(
+                f"no --weights given and the official {DEFAULT_WEIGHTS} weights are not in {weights_cache_dir()}; "
+                f"pass --weights {DEFAULT_WEIGHTS} to download them once, or --weights PATH to a "
+                ".pth/.safetensors file"
+            )
+        weights = cached
     if args.window < 1:
         raise UserError(f"--window must be at least 1, got {args.window}")
     device = pick_device(args.device)
@@ -151,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             result = upscale_video(
                 args.input,
                 args.output,
-                weights=args.weights or DEFAULT_WEIGHTS,
+                weights=weights,
                 cleaning_threshold=args.cleaning_threshold,
                 options=options,
                 encode=encode,
