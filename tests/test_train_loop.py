@@ -74,7 +74,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, data_dir, run
         train(gan_config(), data_dir, run_b, max_steps=3, stream=io.StringIO())
     log = io.StringIO()
     result = train(gan_config(), data_dir, run_b, max_steps=3, resume="auto", stream=log)
-    assert result.step == 3 and "resumed from" in log.getvalue()
+    assert result.step == 3 and "resumed from" in log.getvalue() and "differs" not in log.getvalue()
     a = load_checkpoint(run_a / "checkpoints" / "step_00000003.pt")
     b = load_checkpoint(run_b / "checkpoints" / "step_00000003.pt")
     for key in ("generator", "generator_ema", "discriminator"):
@@ -194,3 +194,10 @@ def test_official_spynet_file_is_loaded(tmp_path):
     config = tiny_config(run=replace(tiny_config().run, spynet_weights=str(tmp_path / "other.pth")))
     with pytest.raises(UserError, match="not a SPyNet checkpoint"):
         build_generator(config)
+
+
+def test_resuming_with_a_changed_config_names_the_changes():
+    saved = gan_config().to_dict()
+    current = gan_config(optim=OptimConfig(lr_g=5e-5)).to_dict()
+    current["run"]["steps"] = 99  # --max-steps: not a change worth a warning
+    assert loop._changed_keys(saved, current) == ["optim.lr_g"]

@@ -158,3 +158,26 @@ def test_zero_weights_remove_networks():
     config = tiny_config(loss=LossConfig(perceptual_weight=0.0, gan_weight=0.0))
     trainer = build_trainer(config, DistInfo())
     assert trainer.perceptual is None and trainer.optim_d is None
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_and_scaler_state(precision, tmp_path):
+    from realbasicvsr.train.setup import restore, training_state
+
+    config = tiny_config(loss=LossConfig(gan_weight=0.05, discriminator_channels=8))
+    config = replace(config, run=replace(config.run, precision=precision))
+    trainer = build_trainer(config, DistInfo())
+    before = snapshot(trainer.generator_module)
+    losses, ok = train_step(trainer, batch(n=1, t=4), torch.device("cpu"))
+    assert ok and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    after = trainer.generator_module.state_dict()
+    assert not torch.equal(before["basicvsr.conv_last.weight"], after["basicvsr.conv_last.weight"])
+    assert (trainer.scaler is not None) == (precision == "fp16")  # fp16 needs loss scaling, bf16 does not
+    torch.save(training_state(trainer), tmp_path / "state.pt")
+    fresh = build_trainer(config, DistInfo())
+    restore(fresh, torch.load(tmp_path / "state.pt", weights_only=True))
+    if precision == "fp16":
+        assert fresh.scaler.state_dict() == trainer.scaler.state_dict()
+    assert torch.equal(
+        fresh.generator_module.state_dict()["basicvsr.conv_last.weight"], after["basicvsr.conv_last.weight"]
+    )

@@ -109,6 +109,9 @@ def _train(
         state = load_checkpoint(checkpoint)
         restore(trainer, state)
         step, bad_streak = int(state["step"]), int(state.get("bad_streak", 0))
+        changed = _changed_keys(state["config"], config.to_dict())
+        if changed and info.is_main:
+            stream.write(f"warning: the config differs from the checkpoint's in {', '.join(changed)}\n")
         if info.is_main:
             set_rng_state(state["rng"])
         else:  # only rank 0's RNG state is stored; no training op draws from it (data has its own seeds)
@@ -206,6 +209,18 @@ def _nan_warning(
         log.message(f"warning: step {step} skipped, non-finite loss ({text}); {streak} of {limit} allowed in a row")
 
 
+def _changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (run.steps aside: --max-steps changes it on purpose)."""
+    keys = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b and f"{prefix}{key}" != "run.steps":
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     existing = latest_checkpoint(run_dir)
     if resume is None:
@@ -226,6 +241,9 @@ def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
 def _init_worker(worker_id: int) -> None:
     # Each DataLoader worker is one process: one thread each, or workers x threads oversubscribe the CPU.
     torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group; the main process saves and stops, so workers must keep serving
+    # (a worker that died on SIGINT would make a pending batch fetch fail before the checkpoint is written).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import cv2
 
