@@ -105,3 +105,15 @@ def test_refusals(tmp_path, clean_video, capsys):
     err = capsys.readouterr().err
     assert "output is the input" in err and "not a valid degradation plan" in err
     assert err.count("realbasicvsr degrade: error:") == 4
+
+
+def test_memory_check_names_the_fix():
+    from realbasicvsr.commands.degrade import check_memory
+    from realbasicvsr.errors import UserError
+
+    check_memory(100, 720, 1280, None, 64 * 2**30)  # 100 frames of 720p fit in 64 GiB
+    with pytest.raises(UserError, match=r"--max-frames 19 "):  # 19 frames of 44 MiB fit in 80 % of 1 GiB
+        check_memory(100, 720, 1280, None, 2**30)
+    check_memory(100, 720, 1280, 19, 2**30)  # the suggested limit is accepted
+    with pytest.raises(UserError):
+        check_memory(100, 720, 1280, 20, 2**30)

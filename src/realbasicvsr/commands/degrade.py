@@ -62,11 +62,31 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise UserError(f"plan {args.plan} does not exist; write one with --plan-out first")
 
 
+# Peak memory of the full-frame pipeline per input pixel of the clip (measured: 1.05 GB for 30 frames of 1280x720,
+# i.e. ~3.2 float32 RGB copies); 4 keeps a margin.
+BYTES_PER_PIXEL = 4 * 3 * 4
+
+
+def check_memory(num_frames: int, height: int, width: int, max_frames: int | None, total_bytes: int) -> None:
+    """Refuse a clip whose in-memory degradation would need more than 80 % of `total_bytes`."""
+    count = num_frames if max_frames is None else min(num_frames, max_frames)
+    needed = count * height * width * BYTES_PER_PIXEL
+    if needed > 0.8 * total_bytes:
+        fits = max(1, int(0.8 * total_bytes // (height * width * BYTES_PER_PIXEL)))
+        raise UserError(
+            f"degrading {count} frames of {width}x{height} at once needs about {needed / 2**30:.1f} GiB of the "
+            f"{total_bytes / 2**30:.1f} GiB of memory; pass --max-frames {fits} (or fewer) or cut the video"
+        )
+
+
 def read_clip(path: Path, max_frames: int | None) -> tuple[np.ndarray, Fraction | None]:
     """All frames (up to max_frames) as uint8 (T, H, W, 3) RGB, and the source frame rate (None for folders)."""
     from realbasicvsr.video import probe, read_frames
 
     info = probe(path)
+    if info.num_frames:  # the whole clip is held in memory: fail before decoding a video that cannot fit
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        check_memory(info.num_frames, info.height, info.width, max_frames, total)
     frames = []
     for frame in read_frames(info):
         image = frame.image
