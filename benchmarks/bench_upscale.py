@@ -120,11 +120,35 @@ def bench_speed(args) -> None:
                 for _hr in Upscaler(model, options).iter_tensors(lq):
                     pass
                 model_only.append(time.perf_counter() - start)
+            io = []
+            for _ in range(args.repeats):  # decode + convert + x4 bicubic stand-in + encode, no model
+                start = time.perf_counter()
+                io_only(clip, Path(tmp) / "io.mp4")
+                io.append(time.perf_counter() - start)
             p, m = statistics.median(pipeline), statistics.median(model_only)
+            print(
+                f"{name}: decode/convert/encode alone {statistics.median(io) / args.frames:.3f} s/frame = "
+                f"{100 * statistics.median(io) / (statistics.median(io) + m):.1f}% of (that + model) if not "
+                "overlapped at all",
+                flush=True,
+            )
             print(f"{name}: pipeline {args.frames / p:.3f} fps ({p / args.frames:.2f} s/frame), model only "
                   f"{args.frames / m:.3f} fps; share outside the model {100 * (1 - m / p):.1f}% "
                   f"(runs: pipeline {[round(x, 1) for x in pipeline]}, model {[round(x, 1) for x in model_only]})",
                   flush=True)  # fmt: skip
+
+
+def io_only(clip: Path, out: Path) -> None:
+    """Everything the pipeline does except the network, with a bicubic x4 standing in for its output."""
+    info = probe(clip)
+    writer = VideoWriter(out, fmt="mp4", width=4 * info.width, height=4 * info.height, source=info,
+                         settings=EncodeSettings(), fps=info.fps, copy_streams=False)  # fmt: skip
+    from dataclasses import replace
+
+    for frame in read_frames(info):
+        hr = torch.nn.functional.interpolate(to_tensor(frame.image)[None], scale_factor=4, mode="bicubic")[0]
+        writer.write(replace(frame, image=to_image(hr)))
+    writer.close()
 
 
 # ---------------------------------------------------------------------------------------------- seams
