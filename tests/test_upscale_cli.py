@@ -187,3 +187,32 @@ def test_corrupted_stream_midway_leaves_nothing(tmp_path):
     with pytest.raises(UserError, match="corrupted"):
         upscale_video(source, out, model=RealBasicVSR(ModelConfig(4, 1, 1)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def make_subtitled_mkv(tmp_path: Path) -> Path:
+    """A 3-frame MKV with an SRT subtitle stream (the stream template comes from a real .srt file)."""
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,040 --> 00:00:00,080\nHello\n\n2\n00:00:00,080 --> 00:00:00,120\nWorld\n")
+    path = tmp_path / "subbed.mkv"
+    with av.open(str(srt)) as source, av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 24, 16, "yuv420p"
+        subtitles = container.add_stream_from_template(source.streams[0])
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 24, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(video.encode(frame))
+        for packet in source.demux(source.streams[0]):
+            if packet.size:
+                packet.stream = subtitles
+                container.mux(packet)
+        container.mux(video.encode(None))
+    return path
+
+
+def test_subtitles_are_copied_or_refused_clearly(tmp_path, weights, capsys):
+    source = make_subtitled_mkv(tmp_path)
+    assert upscale(source, tmp_path / "out.mkv", "--weights", weights) == 0
+    assert packets_bytes(tmp_path / "out.mkv", "subtitle") == packets_bytes(source, "subtitle") == [b"Hello", b"World"]
+    assert "write .mkv instead" in error_of(capsys, source, tmp_path / "out.mp4", "--weights", weights)
+    assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []

@@ -190,11 +190,12 @@ class _Remuxer:
         for stream in streams:
             name = stream.codec_context.name
             if name not in output.supported_codecs:
-                self._input.close()
-                raise UserError(
+                message = (
                     f"the source's {stream.type} stream #{stream.index} ({name}) cannot be copied into this "
-                    "container; write .mkv instead (it holds any codec)"
+                    "container; write .mkv instead (it holds any codec), or pass --no-copy-streams"
                 )
+                self._input.close()  # streams must not be touched after this (PyAV crashes)
+                raise UserError(message)
             self._map[stream.index] = output.add_stream_from_template(stream)
         self._packets = self._input.demux(streams) if streams else iter(())
         self._pending: av.Packet | None = None
