@@ -11,6 +11,15 @@ from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.video import Frame
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP spin-waits make them much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_model() -> RealBasicVSR:
     return RealBasicVSR(ModelConfig(4, 1, 1)).eval()
 
@@ -141,3 +150,12 @@ def test_mirror_extended_window_is_exact():
     clip = torch.cat([clip, clip.flip(0)])
     out = run(model, clip, window=6, overlap=0, channels_last=False)
     assert torch.equal(out, direct(model, clip))
+
+
+def test_spynet_memory_cap_only_changes_rounding(monkeypatch):
+    import realbasicvsr.inference as inference
+
+    model, clip = small_model(), moving_clip(5)
+    monkeypatch.setattr(inference, "SPYNET_BATCH_BYTES", 1)  # one frame pair per SPyNet call
+    out = run(model, clip, window=5, overlap=0, channels_last=False)
+    assert (out - direct(model, clip)).abs().max() < 1e-5

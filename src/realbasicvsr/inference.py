@@ -34,6 +34,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # look-ahead put the windowed output within ~50 dB PSNR of the whole-clip output on real footage.
 DEFAULT_WINDOW = 30
 DEFAULT_OVERLAP = 12
+SPYNET_BATCH_BYTES = 1 << 30  # memory cap for one SPyNet call (see _compute_flows)
 
 
 @dataclass(frozen=True)
@@ -221,13 +222,16 @@ class Upscaler:
             yield replace(source, image=to_image(hr, depth), alpha=alpha)
 
 
-def _compute_flows(bvsr, lrs: torch.Tensor, pairs_per_call: int = 4) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`BasicVSR.compute_flows`, but SPyNet sees a few frame pairs per call instead of all of them at once.
+def _compute_flows(bvsr, lrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`BasicVSR.compute_flows` with a memory cap: SPyNet sees at most `SPYNET_BATCH_BYTES` worth of frame pairs
+    per call instead of all pairs of the window at once.
 
-    SPyNet on every pair of a window in one batch is the reference's largest memory peak (~0.9 kB per padded LR
-    pixel per frame: ~33 GB for 42 frames of 720p); a few pairs at a time bound it. Per-sample results do not
-    depend on the batch, so the flows are the same (the exactness test checks it).
+    SPyNet on every pair in one batch is the reference's largest memory peak (~0.9 kB per LR pixel, padded to
+    multiples of 32, per pair: ~33 GB for 42 frames of 720p). Below the cap this is one call, exactly as the model
+    does it; above it the flows can differ from one big batch by float rounding (~1e-7).
     """
+    padded = -(-lrs.shape[-2] // 32) * 32 * (-(-lrs.shape[-1] // 32) * 32)
+    pairs_per_call = max(1, SPYNET_BATCH_BYTES // (900 * padded))
     n, t, c, h, w = lrs.shape
     first = lrs[:, :-1].reshape(-1, c, h, w)
     second = lrs[:, 1:].reshape(-1, c, h, w)
