@@ -147,6 +147,7 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tmp_path, weights, ca
     assert "unknown codec" in error_of(capsys, good, out, *w, "--codec", "xvid")
     assert "cannot encode pixel format" in error_of(capsys, good, out, *w, "--pix-fmt", "rgb8")
     assert "cannot be stored in a .webm" in error_of(capsys, good, tmp_path / "o.webm", *w, "--codec", "libx264")
+    assert "smaller than 64x64" in error_of(capsys, good, out, *w, "--codec", "libx265", "--outscale", 2)
     assert "unknown output extension" in error_of(capsys, good, tmp_path / "o.xyz", *w)
     assert "is the input" in error_of(capsys, good, good, *w, "--overwrite")
     assert "weights" in error_of(capsys, good, out, "--weights", tmp_path / "missing.pth")
@@ -226,3 +227,17 @@ def test_subtitles_are_copied_or_refused_clearly(tmp_path, weights, capsys):
     assert packets_bytes(tmp_path / "out.mkv", "subtitle") == packets_bytes(source, "subtitle") == [b"Hello", b"World"]
     assert "write .mkv instead" in error_of(capsys, source, tmp_path / "out.mp4", "--weights", weights)
     assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_ten_bit_source_gives_ten_bit_output_and_webm_works(tmp_path, weights):
+    source = tmp_path / "deep.mkv"
+    make_clip(source, frames=2, width=24, height=16, pix_fmt="yuv420p10le", audio=False)
+    assert upscale(source, tmp_path / "deep_x4.mkv", "--weights", weights) == 0
+    with av.open(str(tmp_path / "deep_x4.mkv")) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+    assert next(read_frames(probe(tmp_path / "deep_x4.mkv"))).image.dtype == np.uint16
+    plain = tmp_path / "plain.mp4"
+    make_clip(plain, frames=2, width=24, height=16)
+    out = tmp_path / "out.webm"
+    assert upscale(plain, out, "--weights", weights, "--codec", "libvpx-vp9", "--no-copy-streams") == 0
+    assert video_timing(out)[0] == 2 and probe(out).codec == "vp9"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -233,3 +234,15 @@ def test_codec_checks(tmp_path):
 def test_frame_defaults():
     frame = Frame(index=3, image=np.zeros((2, 2, 3), np.uint8))
     assert frame.pts is None and frame.alpha is None and frame.name is None
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"), [("c.mp4", "libx265"), ("c.webm", "libvpx-vp9"), ("c.avi", "mpeg4"), ("c.mov", "libx264")]
+)
+def test_common_codecs_and_containers_decode_every_frame(tmp_path, name, codec):
+    path = tmp_path / name
+    make_clip(path, frames=4, audio=False, codec=codec, width=64, height=64)  # x265 needs >= 64 px (see writer)
+    info = probe(path)
+    frames = list(read_frames(info))
+    assert len(frames) == 4 and frames[-1].image.shape == (64, 64, 3)
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(frames))

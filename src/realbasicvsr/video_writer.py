@@ -127,6 +127,10 @@ class VideoWriter:
         pix_fmt = settings.resolved_pix_fmt(source.bit_depth)
         if pix_fmt.startswith(("yuv420", "yuv422", "nv12")) and (width % 2 or height % 2):
             raise UserError(f"{pix_fmt} needs an even output size, got {width}x{height}; pick an even --size")
+        if settings.codec == "libx265" and min(width, height) < 64:
+            # x265 (as bundled with PyAV 18) corrupts the heap on frames smaller than its 64-px CTU; later
+            # encoders in the same process then crash. Refuse instead of risking it.
+            raise UserError(f"libx265 cannot encode frames smaller than 64x64 (got {width}x{height}); use libx264")
         stream = self._container.add_stream(settings.codec, rate=fps, options=settings.codec_options())
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # Keep the source's clock: each frame's pts is copied, so VFR timing and the duration survive.
