@@ -174,6 +174,21 @@ def test_existing_output_needs_overwrite(tmp_path, weights, capsys):
     assert probe(out).num_frames == 2
 
 
+def test_folder_outputs_never_delete_foreign_files(tmp_path, weights, capsys):
+    source = tmp_path / "in.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    (tmp_path / "empty").mkdir()
+    assert upscale(source, tmp_path / "empty", "--weights", weights) == 0  # an existing empty folder is fine
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["00000000.png", "00000001.png"]
+    assert "not empty" in error_of(capsys, source, tmp_path / "empty", "--weights", weights)
+    assert upscale(source, tmp_path / "empty", "--weights", weights, "--overwrite") == 0
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.txt").write_text("precious")
+    err = error_of(capsys, source, home, "--weights", weights, "--overwrite")
+    assert "other than PNG frames" in err and (home / "thesis.txt").read_text() == "precious"
+
+
 def test_interrupt_leaves_no_partial_output(tmp_path):
     source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_clip(source, frames=4, width=24, height=16)

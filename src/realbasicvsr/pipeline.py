@@ -86,7 +86,14 @@ def check_paths(info: VideoInfo, output: Path, overwrite: bool) -> None:
             raise UserError(f"the output {output} is the input; choose another output name")
     if info.kind == "folder" and info.path.resolve() in output.resolve().parents:
         raise UserError(f"the output {output} is inside the input folder; write it somewhere else")
-    if output.exists() and not overwrite:
+    if output.is_dir():
+        entries = list(output.iterdir())
+        if entries and not overwrite:
+            raise UserError(f"folder {output} is not empty; pass --overwrite to replace its frames or choose another")
+        if any(not (p.is_file() and p.suffix.lower() == ".png") for p in entries):
+            # --overwrite replaces the whole folder: never delete anything that is not a frame we could have written.
+            raise UserError(f"folder {output} holds files other than PNG frames; choose a new or empty folder")
+    elif output.exists() and not overwrite:
         raise UserError(f"{output} already exists; pass --overwrite to replace it or choose another name")
     parent = output.resolve().parent
     if not parent.is_dir():
@@ -140,7 +147,7 @@ def upscale_video(
         writer.abort()
         _remove(tmp)
         raise
-    if output.exists():  # only reached with overwrite=True
+    if output.exists():  # an empty folder, or overwrite=True (checked in check_paths)
         _remove(output)
     os.replace(tmp, output)
     seconds = time.perf_counter() - start
