@@ -67,6 +67,8 @@ def test_vfr_mkv_with_outscale(tmp_path, weights):
     make_clip(source, frames=4, width=24, height=16, vfr=True)
     assert upscale(source, out, "--weights", weights, "--outscale", 1.5, "--window", 2, "--overlap", 1) == 0
     assert (probe(out).width, probe(out).height) == (36, 24)
+    assert upscale(source, tmp_path / "odd.mkv", "--weights", weights, "--outscale", 1.3) == 0
+    assert (probe(tmp_path / "odd.mkv").width, probe(tmp_path / "odd.mkv").height) == (30, 20)  # 31x21 -> even
     _, times_in, _ = video_timing(source)
     _, times_out, _ = video_timing(out)
     assert times_out == pytest.approx(times_in, abs=1e-3)  # alternating 25/50 ms frame durations survive

@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -137,6 +137,11 @@ def upscale_video(
 
         model = load_generator(weights, cleaning_threshold=cleaning_threshold)
     width, height = output_size(info.width, info.height, options)
+    subsampled = encode.resolved_pix_fmt(info.bit_depth).startswith(("yuv420", "yuv422", "nv12"))
+    if kind == "video" and subsampled and options.out_size is None and (width % 2 or height % 2):
+        # 4:2:0 needs even sizes; round a scale-derived size down to even (as ffmpeg's scale=-2 does).
+        width, height = width - width % 2, height - height % 2
+        options = replace(options, out_size=(width, height))
     tmp = output.parent / f".{output.name}.partial-{os.getpid()}{output.suffix if kind != 'folder' else ''}"
     start = time.perf_counter()
     upscaler = Upscaler(model, options)
