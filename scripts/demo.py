@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     full_size = model.config.mid_channels >= 64
     # Keep the run near a minute on a shared 2-core CPU (measured: full model ~2 s per 176x144 frame, the small
     # test model ~0.4-3 s depending on load; the fixed 64-channel x4 upsampler dominates the small one).
-    seconds = args.seconds if args.seconds is not None else (0.5 if full_size else 1.5)
+    seconds = args.seconds if args.seconds is not None else (0.5 if full_size else 1.0)
     clip = sample_clip()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     trimmed = args.output_dir / "carphone_input.mp4"
@@ -99,14 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     trim(clip, trimmed, frames)
     output = args.output_dir / "carphone_x4.mp4"
     print(f"upscaling {frames} frames of {clip.name} (176x144 -> 704x576) with {label}")
+    from tqdm import tqdm
+
     start = time.perf_counter()
-    result = upscale_video(
-        trimmed,
-        output,
-        model=model,
-        options=UpscaleOptions(device=pick_device("auto")),
-        overwrite=True,
-    )
+    with tqdm(total=frames, unit="frame", desc="upscaling") as bar:
+        result = upscale_video(
+            trimmed,
+            output,
+            model=model,
+            options=UpscaleOptions(device=pick_device("auto")),
+            overwrite=True,
+            progress=lambda done, _total: bar.update(done - bar.n),
+        )
     print(result.summary())
     print(f"done in {time.perf_counter() - start:.0f} s. Input: {trimmed}\nResult: {output}")
     if not real:
