@@ -50,25 +50,29 @@ class EncodeSettings:
 
     def codec_options(self) -> dict[str, str]:
         options: dict[str, str] = {}
-        if self.codec in ("libx264", "libx265"):
-            if self.lossless:
-                options["qp" if self.codec == "libx264" else "x265-params"] = (
-                    "0" if self.codec == "libx264" else "lossless=1"
-                )
-            else:
-                options["crf"] = str(self.crf if self.crf is not None else DEFAULT_CRF[self.codec])
+        crf = str(self.crf if self.crf is not None else DEFAULT_CRF.get(self.codec, 0))
+        if self.codec == "libx264":
+            options["qp" if self.lossless else "crf"] = "0" if self.lossless else crf
             options["preset"] = self.preset or "medium"
-            if self.codec == "libx265":
-                options.setdefault("x265-params", "log-level=error")
+        elif self.codec == "libx265":
+            options["preset"] = self.preset or "medium"
+            options["x265-params"] = "log-level=error" + (":lossless=1" if self.lossless else "")
+            if not self.lossless:
+                options["crf"] = crf
         elif self.codec == "libvpx-vp9":
             if self.lossless:
                 options["lossless"] = "1"
             else:
-                options["crf"] = str(self.crf if self.crf is not None else DEFAULT_CRF[self.codec])
-                options["b"] = "0"  # constant quality mode
-            options["deadline"] = {"veryslow": "best", "slow": "good"}.get(self.preset or "", "good")
+                options["crf"], options["b"] = crf, "0"  # constant-quality mode
+            # x264-style preset names -> libvpx speed (cpu-used: 0 slowest/best ... 8 fastest).
+            options["cpu-used"] = str(_VP9_SPEED.get(self.preset or "medium", 2))
+            options["deadline"] = "good"
             options["row-mt"] = "1"
         return options
+
+
+_VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 2, "slow": 1,
+              "slower": 0, "veryslow": 0}  # fmt: skip
 
 
 def container_format(path: Path) -> str:
