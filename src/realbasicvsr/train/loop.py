@@ -152,39 +152,41 @@ def _train(
     interrupted = False
     trainer.generator.train()
     batches = iter(loader)
-    with _StopRequest() as stop:
-        while step < total:
-            wait_start = time.perf_counter()
-            batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
-            data_wait = time.perf_counter() - wait_start
-            losses, ok = train_step(trainer, batch, info.device, info.distributed)
-            step += 1
-            if ok:
-                bad_streak = 0
-            else:
-                bad_streak += 1
-                _nan_warning(log, step, losses, bad_streak, config.run.max_bad_steps, last_saved)
-            if log is not None:
-                log.add_step(data_wait)
-            if step % config.log.every == 0 or step == total:
-                logged = dist.mean_over_ranks(losses, info)
+    try:
+        with _StopRequest() as stop:
+            while step < total:
+                wait_start = time.perf_counter()
+                batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
+                data_wait = time.perf_counter() - wait_start
+                losses, ok = train_step(trainer, batch, info.device, info.distributed)
+                step += 1
+                if ok:
+                    bad_streak = 0
+                else:
+                    bad_streak += 1
+                    _nan_warning(log, step, losses, bad_streak, config.run.max_bad_steps, last_saved)
                 if log is not None:
-                    log.log(step, logged)
-            if config.data.val_dir and (step % config.log.val_every == 0 or step == total):
-                if log is not None:
-                    _validate(trainer.generator_ema, val_clips, info.device, run_dir, step, log)
-                dist.barrier(info)  # the other ranks wait here, not inside a collective with a timeout
-            if step % config.checkpoint.every == 0 or step == total:
-                last_saved = save()
-            if dist.broadcast_flag(stop.requested, info):
-                interrupted = True
-                if step % config.checkpoint.every and step != total:
+                    log.add_step(data_wait)
+                if step % config.log.every == 0 or step == total:
+                    logged = dist.mean_over_ranks(losses, info)
+                    if log is not None:
+                        log.log(step, logged)
+                if config.data.val_dir and (step % config.log.val_every == 0 or step == total):
+                    if log is not None:
+                        _validate(trainer.generator_ema, val_clips, info.device, run_dir, step, log)
+                    dist.barrier(info)  # the other ranks wait here, not inside a collective with a timeout
+                if step % config.checkpoint.every == 0 or step == total:
                     last_saved = save()
-                if log is not None:
-                    log.message(f"interrupted: saved step {step} to {last_saved}; continue with --resume auto")
-                break
-    if log is not None:
-        log.close()
+                if dist.broadcast_flag(stop.requested, info):
+                    interrupted = True
+                    if step % config.checkpoint.every and step != total:
+                        last_saved = save()
+                    if log is not None:
+                        log.message(f"interrupted: saved step {step} to {last_saved}; continue with --resume auto")
+                    break
+    finally:
+        if log is not None:
+            log.close()
     return TrainResult(step, losses, interrupted, last_saved, trainer.generator_module, trainer.generator_ema)
 
 
