@@ -159,3 +159,11 @@ def test_spynet_memory_cap_only_changes_rounding(monkeypatch):
     monkeypatch.setattr(inference, "SPYNET_BATCH_BYTES", 1)  # one frame pair per SPyNet call
     out = run(model, clip, window=5, overlap=0, channels_last=False)
     assert (out - direct(model, clip)).abs().max() < 1e-5
+
+
+def test_lookahead_frames_are_cleaned_once():
+    model, clip = small_model(), moving_clip(8)
+    cleaned_frames = []
+    model.image_cleaning.register_forward_hook(lambda _m, args, _out: cleaned_frames.append(args[0].shape[0]))
+    run(model, clip, window=3, overlap=2, channels_last=False)
+    assert sum(cleaned_frames) == 8  # the look-ahead of one window is reused as the start of the next

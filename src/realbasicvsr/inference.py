@@ -89,10 +89,13 @@ def output_size(width: int, height: int, options: UpscaleOptions) -> tuple[int, 
 
 @dataclass
 class _State:
-    """Carried between windows: the last cleaned LR frame and the forward-branch feature after it."""
+    """Carried between windows: the last cleaned LR frame and the forward-branch feature after it, plus the
+    cleaned look-ahead frames, which are the next window's first frames (so they are not cleaned twice)."""
 
     cleaned: torch.Tensor
     feat: torch.Tensor
+    lookahead: torch.Tensor | None = None
+    low_precision: bool = False
 
 
 class Upscaler:
@@ -162,8 +165,17 @@ class Upscaler:
         """
         model, bvsr = self.model, self.model.basicvsr
         with self._autocast(low_precision):
-            lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
-            cleaned = model.clean(lq)
+            # Reuse the previous window's cleaned look-ahead (same precision only: a fp32 redo cleans afresh). The
+            # number of cleaning passes is thus decided per batch of newly cleaned frames (always 1 at T=255).
+            cached = None
+            if state is not None and state.lookahead is not None and state.low_precision == low_precision:
+                cached = state.lookahead
+            reused = 0 if cached is None else cached.shape[1]
+            parts = [] if cached is None else [cached]
+            if len(frames) > reused:
+                new = [f.to(self.device, torch.float32, non_blocking=True) for f in frames[reused:]]
+                parts.append(model.clean(torch.stack(new).unsqueeze(0)))
+            cleaned = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
             n, t, _, h, w = cleaned.shape
             flows_backward, flows_forward = _compute_flows(bvsr, cleaned) if t > 1 else (None, None)
             # Same per-frame memory layout as BasicVSR.iter_outputs, so results match it bit for bit.
@@ -199,7 +211,8 @@ class Upscaler:
             if (hr.shape[-1], hr.shape[-2]) != size:
                 hr = resize(hr.float(), size)
             yield hr[0]
-        holder.append(_State(lrs[n_core - 1].clone(), feat.clone()))
+        lookahead = cleaned[:, n_core:].clone() if t > n_core else None
+        holder.append(_State(lrs[n_core - 1].clone(), feat.clone(), lookahead, low_precision))
 
     # ---------------------------------------------------------------- frames
     def upscale(self, frames: Iterable[Frame]) -> Iterator[Frame]:
