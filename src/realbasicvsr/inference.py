@@ -177,7 +177,7 @@ class Upscaler:
                 parts.append(model.clean(torch.stack(new).unsqueeze(0)))
             cleaned = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
             n, t, _, h, w = cleaned.shape
-            flows_backward, flows_forward = _compute_flows(bvsr, cleaned) if t > 1 else (None, None)
+            flows_backward, flows_forward = _compute_flows(bvsr, cleaned, n_core - 1) if t > 1 else (None, None)
             # Same per-frame memory layout as BasicVSR.iter_outputs, so results match it bit for bit.
             fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
             lrs = [cleaned[:, i].contiguous(memory_format=fmt) for i in range(t)]
@@ -235,29 +235,31 @@ class Upscaler:
             yield replace(source, image=to_image(hr, depth), alpha=alpha)
 
 
-def _compute_flows(bvsr, lrs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _compute_flows(bvsr, lrs: torch.Tensor, forward_pairs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`BasicVSR.compute_flows` with a memory cap: SPyNet sees at most `SPYNET_BATCH_BYTES` worth of frame pairs
     per call instead of all pairs of the window at once.
 
     SPyNet on every pair in one batch is the reference's largest memory peak (~0.9 kB per LR pixel, padded to
     multiples of 32, per pair: ~33 GB for 42 frames of 720p). Below the cap this is one call, exactly as the model
-    does it; above it the flows can differ from one big batch by float rounding (~1e-7).
+    does it; above it the flows can differ from one big batch by float rounding (~1e-7). Forward flows are only
+    needed for the first `forward_pairs` pairs (the look-ahead frames have no forward pass).
     """
     padded = -(-lrs.shape[-2] // 32) * 32 * (-(-lrs.shape[-1] // 32) * 32)
     pairs_per_call = max(1, SPYNET_BATCH_BYTES // (900 * padded))
     n, t, c, h, w = lrs.shape
-    first = lrs[:, :-1].reshape(-1, c, h, w)
-    second = lrs[:, 1:].reshape(-1, c, h, w)
+
+    def pairs(x: torch.Tensor, count: int) -> torch.Tensor:
+        return x[:, :count].reshape(-1, c, h, w)
 
     def spynet(ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
         step = pairs_per_call * n
         parts = [bvsr.spynet(ref[i : i + step], supp[i : i + step]) for i in range(0, ref.shape[0], step)]
-        return torch.cat(parts).view(n, t - 1, 2, h, w)
+        return torch.cat(parts).view(n, -1, 2, h, w)
 
-    flows_backward = spynet(first, second)
-    if is_mirror_extended(lrs):  # as the reference: forward flows are the reversed backward ones
+    flows_backward = spynet(pairs(lrs[:, :-1], t - 1), pairs(lrs[:, 1:], t - 1))
+    if is_mirror_extended(lrs) or forward_pairs < 1:  # mirrored: the reference reverses the backward flows
         return flows_backward, None
-    return flows_backward, spynet(second, first)
+    return flows_backward, spynet(pairs(lrs[:, 1:], forward_pairs), pairs(lrs[:, :-1], forward_pairs))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
