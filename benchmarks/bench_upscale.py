@@ -3,6 +3,7 @@
   python benchmarks/bench_upscale.py memory   # peak RSS at 60 vs 600 frames: streaming vs the official approach
   python benchmarks/bench_upscale.py speed    # fps at 180x320 (small and full model) and the share outside the model
   python benchmarks/bench_upscale.py seams    # PSNR of windowed vs whole-sequence output on a real clip
+  python benchmarks/bench_upscale.py lookahead  # compute cost of the default look-ahead
 
 Each memory point runs in its own subprocess and reads `ru_maxrss`.
 """
@@ -194,6 +195,26 @@ def bench_seams(args) -> None:
               f"{psnr(np.stack(out), np.stack(whole)):.1f} dB", flush=True)  # fmt: skip
 
 
+def bench_lookahead(args) -> None:
+    """Compute cost of the look-ahead: model-only time per output frame with and without it (interleaved)."""
+    torch.manual_seed(0)
+    model = RealBasicVSR(ModelConfig()).eval()
+    frames = [f.image for f in islice(read_frames(probe(sample_clip())), args.frames)]
+    lq = [to_tensor(im[: args.size, : args.size]) for im in frames]
+    times: dict[int, list[float]] = {0: [], args.overlap: []}
+    list(Upscaler(model, UpscaleOptions(window=4, overlap=0)).iter_tensors(lq[:4]))  # warm-up
+    for _ in range(args.repeats):
+        for overlap in times:
+            start = time.perf_counter()
+            for _hr in Upscaler(model, UpscaleOptions(window=args.window, overlap=overlap)).iter_tensors(lq):
+                pass
+            times[overlap].append(time.perf_counter() - start)
+    base, extra = statistics.median(times[0]), statistics.median(times[args.overlap])
+    print(f"full c64b20, {len(lq)} frames {args.size}x{args.size}, window {args.window}: look-ahead 0 "
+          f"{base / len(lq):.3f} s/frame, look-ahead {args.overlap} {extra / len(lq):.3f} s/frame: "
+          f"+{100 * (extra / base - 1):.1f}% (runs {times})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -213,13 +234,21 @@ def main() -> None:
     q.add_argument("--crop", type=int, nargs=2, default=(88, 72), metavar=("W", "H"))
     q.add_argument("--model", choices=("small", "full"), default="small", help="small: the c16b2 test checkpoint")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    la = sub.add_parser("lookahead")
+    la.add_argument("--frames", type=int, default=60)
+    la.add_argument("--size", type=int, default=32)
+    la.add_argument("--window", type=int, default=30)
+    la.add_argument("--overlap", type=int, default=12)
+    la.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "memory-child":
         memory_child(args.mode, args.frames, args.size)
     else:
-        {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams}[args.what](args)
+        {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams, "lookahead": bench_lookahead}[args.what](
+            args
+        )
 
 
 if __name__ == "__main__":
