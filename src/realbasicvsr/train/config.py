@@ -206,9 +206,16 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, data, "")
 
 
-def dump_yaml(config: TrainConfig) -> str:
-    import yaml
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError as error:
+        raise ImportError("training configs need PyYAML: pip install 'realbasicvsr[train]'") from error
+    return yaml
 
+
+def dump_yaml(config: TrainConfig) -> str:
+    yaml = _yaml()
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
@@ -227,8 +234,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         except toml.TOMLDecodeError as error:
             raise UserError(f"config {path} could not be parsed: {error}") from error
     elif suffix in (".yaml", ".yml"):
-        import yaml
-
+        yaml = _yaml()
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
@@ -255,8 +261,7 @@ def _toml_module() -> Any:
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
-
+    yaml = _yaml()
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
