@@ -126,7 +126,12 @@ def wrap_ddp(trainer: Trainer, info: DistInfo) -> None:
     if not info.distributed:
         return
     ids = [info.local_rank] if info.device.type == "cuda" else None
-    trainer.generator = DistributedDataParallel(trainer.generator_module, device_ids=ids)
+    loss = trainer.config.loss
+    # Only the cleaning loss: BasicVSR gets no gradient, which DDP must be told about (slower, so only then).
+    cleaning_only = loss.pixel_weight == 0 and loss.perceptual_weight == 0 and loss.gan_weight == 0
+    trainer.generator = DistributedDataParallel(
+        trainer.generator_module, device_ids=ids, find_unused_parameters=cleaning_only
+    )
     if trainer.discriminator_module is not None:
         trainer.discriminator = DistributedDataParallel(trainer.discriminator_module, device_ids=ids)
 
