@@ -3,10 +3,11 @@
 - `realbasicvsr_compact_x4.safetensors`: a compact RealBasicVSR (our own training on bundled data, see
   docs/compact_model/); the offline fallback of `upscale` when the official weights are not cached. It is much
   smaller and weaker than the official model: prefer the official weights whenever they can be had.
-- `spynet_synthetic.safetensors`: SPyNet pretrained on synthetic motion (`realbasicvsr pretrain-spynet`), the
-  flow network that training starts from when the official SPyNet file cannot be downloaded.
+- `spynet_synthetic.safetensors` (optional, not shipped today): a SPyNet pretrained on synthetic motion
+  (`realbasicvsr pretrain-spynet`). The runs that fitted this project's CPU budget did not beat zero flow, so
+  the compact model was trained with a zero-flow SPyNet (no motion compensation; see docs/compact_model/).
 
-Each file has a `.json` beside it with its sha256, recipe and measured numbers.
+Each shipped file has a `.json` beside it with its sha256, recipe and measured numbers.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def bundled_weights_path() -> Path | None:
 
 
 def bundled_spynet_path() -> Path | None:
-    """The bundled synthetic-pretrained SPyNet (`basic_module.*` keys), or None when not shipped."""
+    """The bundled synthetic-pretrained SPyNet (`basic_module.*` keys), or None when not shipped (today)."""
     path = BUNDLED_DIR / SPYNET_WEIGHTS
     return path if path.is_file() else None
 
