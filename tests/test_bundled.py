@@ -48,16 +48,21 @@ def test_bundled_model_beats_bicubic_on_a_held_out_photograph():
     from realbasicvsr.metrics import psnr
     from realbasicvsr.offline_data import CameraConfig, camera_sequence, load_image
 
-    # A photograph that is not in the training set, moved by the virtual camera and degraded by our pipeline.
-    gt = camera_sequence(load_image("coffee"), np.random.default_rng(7), CameraConfig(frames=5, size=(96, 96)))
-    lq = torch.from_numpy(make_training_sample(gt, np.random.default_rng(7), mirror=False)["lq"])
+    # Photographs that are not in the training set, moved by the virtual camera and degraded by our pipeline.
     model = load_generator(bundled_weights_path())
-    with torch.no_grad():
-        ours = model(lq[None])[0][0].clamp(0, 1)
-    bicubic = F.interpolate(lq, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    gains = []
+    for seed, name in enumerate(("coffee", "rocket")):
+        gt = camera_sequence(load_image(name), np.random.default_rng(seed), CameraConfig(frames=5, size=(96, 96)))
+        lq = torch.from_numpy(make_training_sample(gt, np.random.default_rng(seed), mirror=False)["lq"])
+        with torch.no_grad():
+            ours = model(lq[None])[0][0].clamp(0, 1)
+        bicubic = F.interpolate(lq, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
 
-    def score(frames: torch.Tensor) -> float:
-        images = (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        return float(np.mean([psnr(a, b, crop_border=4) for a, b in zip(images, gt)]))
+        def score(frames: torch.Tensor, gt: np.ndarray = gt) -> float:
+            images = (frames.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+            return float(np.mean([psnr(a, b, crop_border=4) for a, b in zip(images, gt)]))
 
-    assert score(ours) > score(bicubic) + 0.3
+        gains.append(score(ours) - score(bicubic))
+    print("PSNR gain over bicubic (dB):", gains)
+    # This small, briefly trained model gains about 0.5 dB on average over held-out clips (docs/compact_model).
+    assert np.mean(gains) > 0.3
