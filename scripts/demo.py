@@ -46,6 +46,12 @@ def pick_model(weights: str | None):
     cached = cached_known_weights(DEFAULT_WEIGHTS)
     if cached is not None:
         return load_generator(cached), f"official release ({cached.name})", True
+    from realbasicvsr.bundled import bundled_description, bundled_weights_path, verify_bundled
+
+    bundled = bundled_weights_path()
+    if bundled is not None:
+        verify_bundled(bundled)
+        return load_generator(bundled), bundled_description(), True
     if SHARED_CHECKPOINT.is_file():
         label = "the small c16b2 TEST checkpoint (not trained for quality: the output is NOT a real restoration)"
         return load_generator(SHARED_CHECKPOINT), label, False

@@ -157,8 +157,20 @@ def test_bad_inputs_give_one_line_errors_and_write_nothing(tmp_path, weights, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv", "good.mp4", "mixed", "text.mkv"]
 
 
+def test_default_weights_fall_back_to_bundled(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    source = tmp_path / "in.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    assert upscale(source, tmp_path / "out.mp4", "--preset", "ultrafast") == 0
+    err = capsys.readouterr().err
+    assert "bundled compact RealBasicVSR" in err and "--weights realbasicvsr_x4" in err
+    assert (tmp_path / "out.mp4").is_file()
+
+
 def test_missing_default_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    # An installation without the bundled file (e.g. a slimmed wheel): the error says what to do.
+    monkeypatch.setattr("realbasicvsr.bundled.bundled_weights_path", lambda: None)
     source = tmp_path / "in.mp4"
     make_clip(source, frames=2, width=24, height=16)
     err = error_of(capsys, source, tmp_path / "out.mp4")

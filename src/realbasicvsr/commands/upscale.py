@@ -114,14 +114,28 @@ def run(args: argparse.Namespace) -> int:
 
     weights = args.weights
     if weights is None:
+        from realbasicvsr.bundled import bundled_description, bundled_weights_path, verify_bundled
+
         cached = cached_known_weights(DEFAULT_WEIGHTS)
-        if cached is None:
-            raise UserError(
-                f"no --weights given and the official {DEFAULT_WEIGHTS} weights are not in {weights_cache_dir()}; "
-                f"pass --weights {DEFAULT_WEIGHTS} to download them once, or --weights PATH to a "
-                ".pth/.safetensors file"
+        if cached is not None:
+            weights = cached
+            print(f"using the official {DEFAULT_WEIGHTS} weights ({cached})", file=sys.stderr)
+        else:
+            bundled = bundled_weights_path()
+            if bundled is None:
+                raise UserError(
+                    f"no --weights given and the official {DEFAULT_WEIGHTS} weights are not in {weights_cache_dir()}; "
+                    f"pass --weights {DEFAULT_WEIGHTS} to download them once, or --weights PATH to a "
+                    ".pth/.safetensors file"
+                )
+            verify_bundled(bundled)
+            weights = bundled
+            # Never download by default: an offline machine would stall. Say which weights are used and how to upgrade.
+            print(
+                f"using the {bundled_description()}; the official {DEFAULT_WEIGHTS} weights are not in "
+                f"{weights_cache_dir()} (pass --weights {DEFAULT_WEIGHTS} to download them once)",
+                file=sys.stderr,
             )
-        weights = cached
     if args.window < 1:
         raise UserError(f"--window must be at least 1, got {args.window}")
     device = pick_device(args.device)
