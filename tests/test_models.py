@@ -166,3 +166,13 @@ def test_channels_last_matches_nchw(small_checkpoint) -> None:
     assert model.last_cleaning_passes == 2
     torch.testing.assert_close(hr_cl, hr, atol=1e-5, rtol=0)
     torch.testing.assert_close(cleaned_cl, cleaned, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 256, 12, 20), (2, 12, 5, 7), (1, 4, 1, 1)])
+def test_channels_last_pixel_shuffle_is_exact(shape) -> None:
+    from realbasicvsr.models.blocks import pixel_shuffle
+
+    x = torch.rand(shape).contiguous(memory_format=torch.channels_last)
+    out = pixel_shuffle(x, 2)
+    assert torch.equal(out, torch.nn.functional.pixel_shuffle(x, 2))
+    assert torch.equal(pixel_shuffle(x.contiguous(), 2), out)
