@@ -27,6 +27,15 @@ def _deterministic_torch():
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP spin-waits make them much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def small_checkpoint() -> Path:
     """The official-format c16b2 checkpoint of ../shared/refvectors."""
     return shared_path("refvectors", "small_c16b2_checkpoint.pth")

@@ -10,14 +10,7 @@ from realbasicvsr.inference import UpscaleOptions, Upscaler, output_size, resize
 from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.video import Frame
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP spin-waits make them much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model() -> RealBasicVSR:

@@ -8,7 +8,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 from realbasicvsr.cli import main
 from realbasicvsr.errors import UserError
@@ -19,14 +18,7 @@ from realbasicvsr.video import probe, read_frames
 from realbasicvsr.video_writer import EncodeSettings, write_image
 from test_video import make_clip, packets_bytes, video_timing
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP spin-waits make them much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -138,12 +138,7 @@ def pyramid_flows(spynet: SPyNet, ref: torch.Tensor, supp: torch.Tensor, *, deta
     `detach`, no gradient flows from a level into the coarser ones (each level learns its residual given the
     current coarser estimate, like the level-by-level training of the SPyNet paper, without its schedule).
     """
-    refs = [(ref - spynet.mean) / spynet.std]
-    supps = [(supp - spynet.mean) / spynet.std]
-    for _ in range(5):
-        refs.append(F.avg_pool2d(refs[-1], kernel_size=2, stride=2, count_include_pad=False))
-        supps.append(F.avg_pool2d(supps[-1], kernel_size=2, stride=2, count_include_pad=False))
-    refs, supps = refs[::-1], supps[::-1]
+    refs, supps = spynet.pyramids(ref, supp)
     n, _, h, w = ref.shape
     flow = ref.new_zeros(n, 2, h // 32, w // 32)
     flows = []

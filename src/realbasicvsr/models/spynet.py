@@ -48,15 +48,19 @@ class SPyNet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
-    def compute_flow(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
-        """Flow at a size that is a multiple of 32 (the pyramid has 5 halvings)."""
-        n, _, h, w = ref.shape
+    def pyramids(self, ref: torch.Tensor, supp: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """ImageNet-normalised 6-level pyramids of both images, coarse to fine (5 halvings by 2x2 averaging)."""
         refs = [(ref - self.mean) / self.std]
         supps = [(supp - self.mean) / self.std]
         for _ in range(5):
             refs.append(F.avg_pool2d(refs[-1], kernel_size=2, stride=2, count_include_pad=False))
             supps.append(F.avg_pool2d(supps[-1], kernel_size=2, stride=2, count_include_pad=False))
-        refs, supps = refs[::-1], supps[::-1]
+        return refs[::-1], supps[::-1]
+
+    def compute_flow(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
+        """Flow at a size that is a multiple of 32 (the pyramid has 5 halvings)."""
+        n, _, h, w = ref.shape
+        refs, supps = self.pyramids(ref, supp)
 
         flow = ref.new_zeros(n, 2, h // 32, w // 32)
         for level, module in enumerate(self.basic_module):
