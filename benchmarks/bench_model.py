@@ -1,6 +1,7 @@
 """Forward time per LR frame of the full c64b20 RealBasicVSR at 180x320 on CPU, and its efficiency.
 
-Variants (fp32 / bf16 autocast x NCHW / channels_last) run interleaved, round after round, and medians are
+Variants (fp32 / bf16 autocast x NCHW / channels_last, and fp32 channels_last without the fused convolutions of
+realbasicvsr.models.fused) run interleaved, round after round, and medians are
 reported. A 3x3 64->64 convolution on a (1, 64, 180, 320) tensor gives the machine's achievable conv throughput;
 the model's achieved GFLOP/s (multiply-adds counted by hooks on every convolution, x2) is reported as a ratio of it.
 
@@ -14,12 +15,13 @@ import json
 import platform
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 
 from realbasicvsr.models import ModelConfig, RealBasicVSR
+from realbasicvsr.models.fused import set_fused_convolutions
 
 
 def count_conv_macs(model: nn.Module, lq: torch.Tensor) -> int:
@@ -32,8 +34,12 @@ def count_conv_macs(model: nn.Module, lq: torch.Tensor) -> int:
         total += output.numel() * (module.in_channels // module.groups) * kh * kw
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    with torch.inference_mode():
-        model(lq)
+    set_fused_convolutions(False)  # the fused kernels bypass the modules' forward, and with it the hooks
+    try:
+        with torch.inference_mode():
+            model(lq)
+    finally:
+        set_fused_convolutions(True)
     for handle in handles:
         handle.remove()
     return total
@@ -46,6 +52,18 @@ def timed(fn, repeats: int = 1) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+@contextmanager
+def variant_context(variant: str):
+    """`dtype-format[-unfused]`: bf16 runs under CPU autocast; `-unfused` turns the fused convolutions off."""
+    parts = variant.split("-")
+    set_fused_convolutions("unfused" not in parts[2:])
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16) if parts[0] == "bf16" else nullcontext():
+            yield
+    finally:
+        set_fused_convolutions(True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3)
@@ -53,7 +71,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=3, help="rounds; every variant runs once per round")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="fp32-nchw,fp32-cl,bf16-nchw,bf16-cl")
+    parser.add_argument(
+        "--variants",
+        default="fp32-nchw,fp32-cl,fp32-cl-unfused,bf16-nchw,bf16-cl",
+        help="dtype-format[-unfused]: fp32|bf16 x nchw|cl; -unfused turns the fused CPU convolutions off",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,17 +101,14 @@ def main() -> None:
     conv_times: dict[str, list[float]] = {"fp32-nchw": [], "fp32-cl": [], "bf16-cl": []}
     with torch.inference_mode():
         for variant in variants:  # warm-up (oneDNN primitive creation) and outputs for the accuracy check
-            dtype, fmt = variant.split("-")
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
-            with ctx:
-                outputs[variant] = models[fmt](lq)[0].float()
+            with variant_context(variant):
+                outputs[variant] = models[variant.split("-")[1]](lq)[0].float()
         for round_index in range(args.repeats):
             order = variants[round_index % len(variants) :] + variants[: round_index % len(variants)]
             for variant in order:
-                dtype, fmt = variant.split("-")
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
-                with ctx:
-                    times[variant].append(timed(lambda m=models[fmt]: m(lq)) / t)
+                model = models[variant.split("-")[1]]
+                with variant_context(variant):
+                    times[variant].append(timed(lambda m=model: m(lq)) / t)
             conv_times["fp32-nchw"].append(timed(lambda: conv(x), 10))
             conv_times["fp32-cl"].append(timed(lambda: conv_cl(x_cl), 10))
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -118,7 +137,7 @@ def main() -> None:
             "all_s_per_frame": times[variant],
         }
         print(
-            f"{variant:10s} {med:6.3f} s/frame  {achieved:6.1f} GFLOP/s  {achieved / fp32_peak:5.2f} of fp32 conv peak"
+            f"{variant:16s} {med:6.3f} s/frame  {achieved:6.1f} GFLOP/s  {achieved / fp32_peak:5.2f} of fp32 conv peak"
             f"  max|diff| to fp32-nchw {diff:.2e}"
         )
     if "fp32-cl" in results and "bf16-cl" in results:

@@ -176,3 +176,58 @@ def test_channels_last_pixel_shuffle_is_exact(shape) -> None:
     out = pixel_shuffle(x, 2)
     assert torch.equal(out, torch.nn.functional.pixel_shuffle(x, 2))
     assert torch.equal(pixel_shuffle(x.contiguous(), 2), out)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_cpu_inference_equals_the_plain_ops(small_checkpoint, channels_last: bool) -> None:
+    from realbasicvsr.models import fused
+
+    if not fused._HAS_FUSED:
+        pytest.skip("this PyTorch build has no oneDNN fused convolutions (the plain path is then always used)")
+    lq = _load("input_a_32x48.pt")["lq"]
+    before = lq.clone()
+    model = load_generator(small_checkpoint, cleaning_threshold=5).use_channels_last(channels_last)
+    with torch.no_grad():
+        assert fused.can_fuse(lq, model.basicvsr.conv_hr)
+        hr, cleaned = model(lq)
+        fused.set_fused_convolutions(False)
+        try:
+            assert not fused.can_fuse(lq, model.basicvsr.conv_hr)
+            hr_plain, cleaned_plain = model(lq)
+        finally:
+            fused.set_fused_convolutions(True)
+    assert torch.equal(lq, before)
+    torch.testing.assert_close(hr, hr_plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cleaned, cleaned_plain, atol=1e-6, rtol=0)
+
+
+def test_fused_path_is_used_only_without_autograd_and_for_fp32_or_bf16() -> None:
+    from realbasicvsr.models import fused
+
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.rand(1, 4, 6, 6)
+    assert not fused.can_fuse(x, conv)  # gradients enabled: training keeps the plain, differentiable ops
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused.can_fuse(x, conv) == fused._HAS_FUSED
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        assert not fused.can_fuse(x, conv)
+    with torch.no_grad():
+        assert fused.can_fuse(x, conv) == fused._HAS_FUSED
+        assert not fused.can_fuse(x.double(), conv)  # dtype differs from the weights'
+
+
+def test_fused_bf16_autocast_stays_close_to_plain_autocast(small_checkpoint) -> None:
+    from realbasicvsr.models import fused
+
+    lq = _load("input_a_32x48.pt")["lq"]
+    model = load_generator(small_checkpoint).use_channels_last()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        hr, _ = model(lq)
+        fused.set_fused_convolutions(False)
+        try:
+            hr_plain, _ = model(lq)
+        finally:
+            fused.set_fused_convolutions(True)
+    assert hr.dtype == hr_plain.dtype
+    # bf16 has 8 bits of mantissa: the fused sum rounds once where the plain ops round twice
+    torch.testing.assert_close(hr.float(), hr_plain.float(), atol=2e-2, rtol=0)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realbasicvsr.models.blocks import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp
+from realbasicvsr.models.fused import conv_act, conv_add_
 from realbasicvsr.models.spynet import SPyNet
 
 
@@ -48,12 +49,15 @@ class BasicVSR(nn.Module):
 
     def reconstruct(self, lr: torch.Tensor, backward_feat: torch.Tensor, forward_feat: torch.Tensor) -> torch.Tensor:
         """Fuse both directions of one frame and upsample x4, adding the bilinear x4 of the LR frame."""
-        out = self.lrelu(self.fusion(torch.cat([backward_feat, forward_feat], dim=1)))
-        out = self.lrelu(self.upsample1(out))
-        out = self.lrelu(self.upsample2(out))
-        out = self.lrelu(self.conv_hr(out))
-        out = self.conv_last(out)
-        return out + F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
+        slope = self.lrelu.negative_slope
+        out = conv_act(self.fusion, torch.cat([backward_feat, forward_feat], dim=1), "leaky_relu", slope)
+        out = self.upsample1(out, leaky_slope=slope)
+        out = self.upsample2(out, leaky_slope=slope)
+        out = conv_act(self.conv_hr, out, "leaky_relu", slope)
+        base = F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
+        if torch.is_grad_enabled():
+            return self.conv_last(out) + base
+        return conv_add_(self.conv_last, out, base.contiguous(memory_format=self.memory_format))
 
     def iter_outputs(self, lrs: torch.Tensor) -> Iterator[torch.Tensor]:
         """Yield the HR frames (n, 3, 4h, 4w) one by one, so a caller never has to hold all of them."""

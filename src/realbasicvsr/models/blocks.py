@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realbasicvsr.models.fused import can_fuse, conv_act, conv_add_
+
 
 class ResidualBlockNoBN(nn.Module):
     """`x + conv2(relu(conv1(x)))`: the EDSR-style block without batch norm."""
@@ -37,7 +39,18 @@ class ResidualBlocksWithInputConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if can_fuse(x, self.main[0]):
+            return self._forward_fused(x)
         return self.main(x)
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The same computation with fused kernels (CPU inference): each block adds into the running features
+        in place, which are this call's own tensor, so `x` is not modified."""
+        feat = conv_act(self.main[0], x, "leaky_relu", self.main[1].negative_slope)
+        for block in self.main[2]:
+            hidden = conv_act(block.conv1, feat, "relu")
+            feat = conv_add_(block.conv2, hidden, feat)
+        return feat
 
 
 class PixelShufflePack(nn.Module):
@@ -52,8 +65,11 @@ class PixelShufflePack(nn.Module):
         nn.init.kaiming_normal_(self.upsample_conv.weight, a=0, mode="fan_in", nonlinearity="relu")
         nn.init.zeros_(self.upsample_conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_shuffle(self.upsample_conv(x), self.scale)
+    def forward(self, x: torch.Tensor, leaky_slope: float | None = None) -> torch.Tensor:
+        """Upsampled `x`; with `leaky_slope`, followed by LeakyReLU (applied before the shuffle, which only moves
+        values, so the result is the same and the activation can be fused into the convolution)."""
+        act = None if leaky_slope is None else "leaky_relu"
+        return pixel_shuffle(conv_act(self.upsample_conv, x, act, leaky_slope or 0.0), self.scale)
 
 
 def pixel_shuffle(x: torch.Tensor, scale: int) -> torch.Tensor:

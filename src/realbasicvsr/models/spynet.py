@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realbasicvsr.models.blocks import flow_warp
+from realbasicvsr.models.fused import conv_act
 
 
 class _ConvModule(nn.Module):
@@ -18,8 +19,7 @@ class _ConvModule(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        return F.relu(x, inplace=True) if self.relu else x
+        return conv_act(self.conv, x, "relu" if self.relu else None)
 
 
 class SPyNetBasicModule(nn.Module):

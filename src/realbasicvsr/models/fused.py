@@ -1,0 +1,105 @@
+"""Convolutions fused with their activation or residual add, for CPU inference (oneDNN post-ops).
+
+On CPU the model is almost all 3x3 convolutions, yet the plain path ran them at about 0.8 of the speed of an
+isolated convolution: each ReLU, LeakyReLU and residual add is an extra pass over a fresh feature map, and each
+fresh map is a new large allocation. oneDNN can apply the activation, or add the result into an existing tensor,
+inside the convolution ("post-ops"). PyTorch exposes this as `torch.ops.mkldnn._convolution_pointwise` (what
+`torch.compile` itself emits for these patterns); results are bitwise those of the unfused ops (tests check it).
+
+The fused path is used only where it is exact and available: CPU, no autograd (training keeps the plain ops),
+input and weights of one dtype or CPU autocast to bfloat16 (then cast as autocast would), and a PyTorch built
+with oneDNN. Everything else falls back to
+the plain modules, so the model never depends on these private operators.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_MKLDNN = getattr(torch.ops, "mkldnn", None)
+_HAS_FUSED = (
+    torch.backends.mkldnn.is_available()
+    and hasattr(_MKLDNN, "_convolution_pointwise")
+    and hasattr(_MKLDNN, "_convolution_pointwise_")
+)
+_ENABLED = True  # set_fused_convolutions(False) turns the fused path off (to compare, or to rule it out)
+
+
+def set_fused_convolutions(enabled: bool) -> None:
+    """Turn the fused CPU inference path on (default) or off for the whole process."""
+    global _ENABLED
+    _ENABLED = bool(enabled)
+
+
+def _autocast_dtype() -> torch.dtype | None:
+    """The CPU autocast dtype when CPU autocast is on, else None."""
+    try:
+        enabled = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu")
+    except TypeError:  # torch < 2.4 has per-device functions instead
+        enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return dtype if enabled else None
+
+
+def _compute_dtype(x: torch.Tensor, conv: nn.Conv2d) -> torch.dtype | None:
+    """The dtype the fused convolution runs in, or None when the plain path must be used.
+
+    Without autocast: the input's dtype, which must be the weights' (float32 or bfloat16). Under CPU autocast to
+    bfloat16: bfloat16, as autocast would cast input, weight and bias for a convolution.
+    """
+    if not (
+        _ENABLED
+        and _HAS_FUSED
+        and x.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+    ):
+        return None
+    autocast = _autocast_dtype()
+    if autocast is not None:
+        return torch.bfloat16 if autocast == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16) else None
+    return x.dtype if x.dtype in (torch.float32, torch.bfloat16) and conv.weight.dtype == x.dtype else None
+
+
+def can_fuse(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """True when `conv` on `x` may take the fused path (see the module docstring)."""
+    return _compute_dtype(x, conv) is not None
+
+
+def _operands(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype) -> tuple:
+    bias = None if conv.bias is None else conv.bias.to(dtype)
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    return (x.to(dtype), conv.weight.to(dtype), bias, *geometry)
+
+
+def conv_act(conv: nn.Conv2d, x: torch.Tensor, act: str | None, slope: float = 0.1) -> torch.Tensor:
+    """`act(conv(x))` for act in {None, "relu", "leaky_relu"} (LeakyReLU with `slope`); a new tensor."""
+    dtype = _compute_dtype(x, conv)
+    if dtype is None:
+        out = conv(x)
+        if act == "relu":
+            return F.relu(out, inplace=True)
+        if act == "leaky_relu":
+            return F.leaky_relu(out, slope, inplace=True)
+        return out
+    attr, scalars = {None: ("none", []), "relu": ("relu", []), "leaky_relu": ("leaky_relu", [slope])}[act]
+    return _MKLDNN._convolution_pointwise(*_operands(conv, x, dtype), attr, scalars, "")
+
+
+def conv_add_(conv: nn.Conv2d, x: torch.Tensor, accumulator: torch.Tensor) -> torch.Tensor:
+    """`accumulator += conv(x)`, in place, and return it. Only for a tensor the caller owns (no autograd)."""
+    dtype = _compute_dtype(x, conv)
+    if dtype is None or accumulator.dtype != dtype or not _same_layout(accumulator, x):
+        return accumulator.add_(conv(x))
+    return _MKLDNN._convolution_pointwise_.binary(accumulator, *_operands(conv, x, dtype), "add", None, None, [], None)
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Both NCHW-contiguous or both channels_last (oneDNN writes the sum in the accumulator's layout)."""
+    if a.is_contiguous() and b.is_contiguous():
+        return True
+    cl = torch.channels_last
+    return a.is_contiguous(memory_format=cl) and b.is_contiguous(memory_format=cl)
