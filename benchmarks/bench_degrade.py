@@ -81,7 +81,8 @@ def window(index: int, seed: int, num_files: int, height: int, width: int, num: 
 def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -> dict[str, list[float]]:
     """CPU seconds per sample and op category, with the building blocks of make_training_sample."""
     from realbasicvsr.degrade import official, ops
-    from realbasicvsr.degrade.plan import apply_step
+    from realbasicvsr.degrade.codec import decode_rgb, encode_yuv, to_yuv_frames
+    from realbasicvsr.degrade.plan import CodecStep, apply_step
     from realbasicvsr.degrade.sample import unsharp_config_mask
     from realbasicvsr.degrade.sampler import sample_plan
 
@@ -102,6 +103,20 @@ def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -
         acc["plan sampling"] += time.process_time() - t
         frames = [usm[j] for j in [*range(15), *range(14, -1, -1)]]
         for index, step in enumerate(plan.steps):
+            if isinstance(step, CodecStep):  # the codec round trip in its three parts
+                h, w = frames[0].shape[:2]
+                t = time.process_time()
+                yuv = to_yuv_frames(frames, step.wrap_out_of_range)
+                t1 = time.process_time()
+                data = encode_yuv(yuv, step.codec, step.bitrate, x264_mbtree=step.x264_mbtree,
+                                  x264_preset=step.x264_preset)  # fmt: skip
+                t2 = time.process_time()
+                frames = decode_rgb(data, h, w)
+                acc["codec: RGB -> YUV"] += t1 - t
+                acc["codec: encoder"] += t2 - t1
+                acc["codec: decode -> RGB"] += time.process_time() - t2
+                acc["codec"] += time.process_time() - t
+                continue
             t = time.process_time()
             frames = apply_step(frames, step, plan, index)
             acc[type(step).__name__.replace("Step", "").lower()] += time.process_time() - t
@@ -113,6 +128,7 @@ def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -
         acc["quantize + to (T,3,H,W)"] += time.process_time() - t
         acc["total"] = time.process_time() - t_all
         for key in ("unsharp mask (15 frames)", "plan sampling", "blur", "resize", "noise", "jpeg", "codec",
+                    "codec: RGB -> YUV", "codec: encoder", "codec: decode -> RGB",
                     "quantize + to (T,3,H,W)", "total"):  # fmt: skip
             times[key].append(acc.get(key, 0.0))
     return times
@@ -336,6 +352,11 @@ def main() -> None:
     print(f"\n1. per op, one core, n = {args.samples} samples (CPU time per sample, summed over the op's steps)")
     for key, values in ops_times.items():
         print(_summary(key, values, None if key == "total" else total_mean))
+    encoder_mean = float(np.mean(ops_times["codec: encoder"]) * 1000)
+    print(
+        f"  the encoders alone (x264 / mpeg4 as configured): {encoder_mean:.0f} ms mean per sample; "
+        f"everything else {total_mean - encoder_mean:.0f} ms"
+    )
     print(f"\n2. end to end (load PNGs + make_training_sample), one core, n = {args.samples} per variant, interleaved")
     print("   mirror = 15 loaded + mirror (official); no_mirror = 30 loaded; fast = mirror with the fast() preset")
     for key, values in e2e.items():

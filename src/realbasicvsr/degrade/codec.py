@@ -64,18 +64,47 @@ def video_compress(
     an FFmpeg encoder name; PyAV then uses the default H.264 encoder (libx264 here). Deviations, for
     reproducibility: the encoder runs one thread (bytes independent of the core count), x264's MB-tree is
     off unless `x264_mbtree` (see above), and odd sizes, which yuv420p and libx264 refuse, are edge-padded
-    to even ones and cropped back after decoding.
+    to even ones and cropped back after decoding. The three parts are separate functions so that their
+    costs can be measured (benchmarks/bench_degrade.py).
     """
-    import av
-
     if not frames:
         return []
     height, width = frames[0].shape[:2]
+    yuv = to_yuv_frames(frames, wrap_out_of_range)
+    data = encode_yuv(yuv, codec, bitrate, x264_mbtree=x264_mbtree, x264_preset=x264_preset)
+    out = decode_rgb(data, height, width)
+    if len(out) != len(frames):
+        raise RuntimeError(f"{codec} round trip returned {len(out)} frames for {len(frames)}")
+    return out
+
+
+def to_yuv_frames(frames: Sequence[np.ndarray], wrap_out_of_range: bool = True) -> list:
+    """Float RGB frames -> yuv420p `av.VideoFrame`s at the size of frame 0, edge-padded to even sizes."""
+    import av
+
+    height, width = frames[0].shape[:2]
     coded_h, coded_w = height + height % 2, width + width % 2
+    out = []
+    for frame in frames:
+        img = np.ascontiguousarray(to_uint8_like_reference(frame, wrap_out_of_range))
+        yuv = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height, format="yuv420p")
+        if (coded_h, coded_w) != (height, width):
+            yuv = _padded_yuv(yuv, coded_h, coded_w)
+        yuv.pict_type = av.video.frame.PictureType.NONE
+        out.append(yuv)
+    return out
+
+
+def encode_yuv(
+    yuv_frames: Sequence, codec: str, bitrate: int, *, x264_mbtree: bool = False, x264_preset: str | None = None
+) -> bytes:
+    """The encoder alone: yuv420p frames -> MP4 bytes (1 fps, `bitrate` bit/s, one thread)."""
+    import av
+
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=1)
-        stream.height, stream.width = coded_h, coded_w
+        stream.height, stream.width = yuv_frames[0].height, yuv_frames[0].width
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = int(bitrate)
         stream.codec_context.thread_count = 1
@@ -84,25 +113,23 @@ def video_compress(
             if x264_preset is not None:
                 options["preset"] = x264_preset
             stream.codec_context.options = options
-        for frame in frames:
-            img = np.ascontiguousarray(to_uint8_like_reference(frame, wrap_out_of_range))
-            yuv = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height, format="yuv420p")
-            if (coded_h, coded_w) != (height, width):
-                yuv = _padded_yuv(yuv, coded_h, coded_w)
-            yuv.pict_type = av.video.frame.PictureType.NONE
+        for yuv in yuv_frames:
             for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    buffer.seek(0)
+    return buffer.getvalue()
+
+
+def decode_rgb(data: bytes, height: int, width: int) -> Frames:
+    """MP4 bytes -> float32 RGB frames in [0, 1], cropped to (height, width) (padding of odd sizes removed)."""
+    import av
+
     out: Frames = []
-    with av.open(buffer, mode="r", format="mp4") as container:
+    with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1  # frame threads only add latency for 30 small frames
         for decoded in container.decode(stream):
-            # odd sizes were padded: crop the padding away (after the YUV -> RGB conversion)
             rgb = decoded.to_ndarray(format="rgb24")[:height, :width]
-            out.append(rgb.astype(np.float32) * np.float32(1.0 / 255.0))
-    if len(out) != len(frames):
-        raise RuntimeError(f"{codec} round trip returned {len(out)} frames for {len(frames)}")
+            out.append(np.multiply(rgb, np.float32(1.0 / 255.0), dtype=np.float32))
     return out
