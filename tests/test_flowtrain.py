@@ -84,8 +84,9 @@ def test_pretrain_stops_on_its_time_budget_and_logs(photo):
     pairs = make_batch([photo], np.random.default_rng(1), 2, 32, config.motion, photometric=False)
     lines: list[str] = []
     spynet, records = pretrain(config, [photo], pairs, log=lines.append, log_every=10, max_seconds=0.0)
-    assert [r["step"] for r in records] == [1]
-    assert "heldout_epe" in records[0] and "stopped at step 1 of 50" in lines[-1]
+    assert [r["step"] for r in records] == [0, 1]  # the starting point, then the step where time ran out
+    assert "heldout_epe" in records[1] and "stopped at step 1 of 50" in lines[-1]
+    assert json.loads(lines[0])["init"] == "gradient" and len(json.loads(lines[0])["gains"]) == 6
     assert not spynet.training
 
 
@@ -118,3 +119,32 @@ def test_bad_inputs_raise_user_errors(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(UserError, match="not a SPyNet file"):
         load_spynet_file(tmp_path / "other.safetensors")
+
+
+def test_wired_start_estimates_flow_on_unseen_pairs(photo):
+    from realbasicvsr.flowinit import calibrate
+
+    motion = MotionConfig()
+    spynet = SPyNet()
+    gains = calibrate(spynet, *make_batch([photo], np.random.default_rng(0), 8, 64, motion, photometric=True))
+    assert all(g > 0 for g in gains[1:])
+    other = load_image("astronaut")  # another photograph, other motions
+    result = evaluate_synthetic(spynet, make_batch([other], np.random.default_rng(9), 8, 64, motion, False))
+    assert result["epe"] < 0.8 * result["zero_flow_epe"]
+
+
+def test_unwired_channels_do_not_change_the_wired_estimate():
+    from realbasicvsr.flowinit import wire_level
+    from realbasicvsr.models.spynet import SPyNetBasicModule
+
+    module = SPyNetBasicModule().eval()
+    wire_level(module, gain=2.0)
+    inputs = torch.randn(2, 8, 20, 24)
+    with torch.no_grad():
+        before = module(inputs)
+        for block, wired in zip(module.basic_module[:4], (8, 4, 4, 4)):
+            block.conv.weight[wired:].normal_()  # scramble every unwired channel
+            block.conv.bias[wired:].normal_()
+        after = module(inputs)
+    torch.testing.assert_close(after, before)
+    assert before.abs().max() > 0  # and the wired part does respond to the input

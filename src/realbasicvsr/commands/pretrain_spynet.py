@@ -18,10 +18,16 @@ REAL_CLIPS = ("carphone_pristine", "bikes")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"weights file to write (default {DEFAULT_OUT})")
     parser.add_argument("--steps", type=int, default=600, help="optimisation steps (default 600)")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per step (default 8)")
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per step (default 16)")
     parser.add_argument("--crop", type=int, default=64, help="pair size in pixels, a multiple of 32 (default 64)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-decayed (default 1e-3)")
+    parser.add_argument("--lr", type=float, default=3e-5, help="Adam learning rate, cosine-decayed (default 3e-5)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--init",
+        choices=("gradient", "zero"),
+        default="gradient",
+        help="start from the wired normal-flow estimator (default) or from a zero-flow network",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument(
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     config = flowtrain.FlowTrainConfig(
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed
+        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, init=args.init
     )
     out = Path(args.out)
     if args.evaluate is None and out.suffix != ".safetensors":

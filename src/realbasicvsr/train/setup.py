@@ -23,12 +23,15 @@ TRAIN_CLEANING_THRESHOLD = 255.0
 
 
 def build_generator(config: TrainConfig) -> RealBasicVSR:
-    """A fresh generator (default init), with the official SPyNet and/or `run.init_from` weights loaded."""
+    """A fresh generator (default init), with `run.init_from` weights and/or a SPyNet file loaded.
+
+    The SPyNet file is loaded last, so it replaces the SPyNet of `run.init_from` (to fine-tune with a new flow net).
+    """
     model = RealBasicVSR(config.model, cleaning_threshold=TRAIN_CLEANING_THRESHOLD)
-    if config.run.spynet_weights:
-        load_spynet(model, config.run.spynet_weights)
     if config.run.init_from:
         model.load_state_dict(initial_generator_state(config.run.init_from, model))
+    if config.run.spynet_weights:
+        load_spynet(model, config.run.spynet_weights)
     model.basicvsr.spynet.requires_grad_(False)  # frozen in both stages, before any DDP wrapping
     return model
 
