@@ -231,3 +231,20 @@ def test_fused_bf16_autocast_stays_close_to_plain_autocast(small_checkpoint) -> 
     assert hr.dtype == hr_plain.dtype
     # bf16 has 8 bits of mantissa: the fused sum rounds once where the plain ops round twice
     torch.testing.assert_close(hr.float(), hr_plain.float(), atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 3), (12, 20)])
+def test_upsampling_with_reordered_subpixels_equals_the_plain_shuffle(size) -> None:
+    from realbasicvsr.models.blocks import PixelShufflePack
+
+    torch.manual_seed(0)
+    pack = PixelShufflePack(8, 4, 2, kernel_size=3).to(memory_format=torch.channels_last)
+    torch.nn.init.normal_(pack.upsample_conv.bias)
+    x = torch.randn(2, 8, *size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = pack(x, leaky_slope=0.1)
+        expected = torch.nn.functional.leaky_relu(
+            torch.nn.functional.pixel_shuffle(pack.upsample_conv(x.contiguous()), 2), 0.1
+        )
+    assert out.shape == (2, 4, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)

@@ -69,16 +69,36 @@ def can_fuse(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     return _compute_dtype(x, conv) is not None
 
 
-def _operands(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype) -> tuple:
-    bias = None if conv.bias is None else conv.bias.to(dtype)
+def _operands(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    dtype: torch.dtype,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> tuple:
+    weight = conv.weight if weight is None else weight
+    bias = conv.bias if bias is None else bias
     geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-    return (x.to(dtype), conv.weight.to(dtype), bias, *geometry)
+    return (x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), *geometry)
 
 
-def conv_act(conv: nn.Conv2d, x: torch.Tensor, act: str | None, slope: float = 0.1) -> torch.Tensor:
-    """`act(conv(x))` for act in {None, "relu", "leaky_relu"} (LeakyReLU with `slope`); a new tensor."""
+def conv_act(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    act: str | None,
+    slope: float = 0.1,
+    *,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`act(conv(x))` for act in {None, "relu", "leaky_relu"} (LeakyReLU with `slope`); a new tensor.
+
+    `weight`/`bias` replace the module's parameters (same shapes; only where `can_fuse(x, conv)`).
+    """
     dtype = _compute_dtype(x, conv)
     if dtype is None:
+        if weight is not None or bias is not None:
+            raise ValueError("replacement weights are for the fused path only (check can_fuse first)")
         out = conv(x)
         if act == "relu":
             return F.relu(out, inplace=True)
@@ -86,7 +106,7 @@ def conv_act(conv: nn.Conv2d, x: torch.Tensor, act: str | None, slope: float = 0
             return F.leaky_relu(out, slope, inplace=True)
         return out
     attr, scalars = {None: ("none", []), "relu": ("relu", []), "leaky_relu": ("leaky_relu", [slope])}[act]
-    return _MKLDNN._convolution_pointwise(*_operands(conv, x, dtype), attr, scalars, "")
+    return _MKLDNN._convolution_pointwise(*_operands(conv, x, dtype, weight, bias), attr, scalars, "")
 
 
 def conv_add_(conv: nn.Conv2d, x: torch.Tensor, accumulator: torch.Tensor) -> torch.Tensor:
