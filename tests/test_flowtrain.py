@@ -107,6 +107,13 @@ def test_saved_weights_round_trip_and_load_into_the_generator(tmp_path):
         model.basicvsr.spynet.basic_module[3].basic_module[1].conv.weight,
         spynet.basic_module[3].basic_module[1].conv.weight,
     )
+    # A generator release (like the bundled model) serves as a SPyNet file too.
+    from realbasicvsr.weights import save_release
+
+    release = save_release(model, tmp_path / "gen.safetensors")
+    other = RealBasicVSR(ModelConfig(mid_channels=4, num_propagation_blocks=1, num_cleaning_blocks=0))
+    load_spynet(other, str(release))
+    torch.testing.assert_close(other.basicvsr.spynet.state_dict(), model.basicvsr.spynet.state_dict())
 
 
 def test_bad_inputs_raise_user_errors(tmp_path):

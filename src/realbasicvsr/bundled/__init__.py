@@ -3,11 +3,10 @@
 - `realbasicvsr_compact_x4.safetensors`: a compact RealBasicVSR (our own training on bundled data, see
   docs/compact_model/); the offline fallback of `upscale` when the official weights are not cached. It is much
   smaller and weaker than the official model: prefer the official weights whenever they can be had.
-- `spynet_synthetic.safetensors` (optional, not shipped today): a SPyNet pretrained on synthetic motion
-  (`realbasicvsr pretrain-spynet`). The runs that fitted this project's CPU budget did not beat zero flow, so
-  the compact model was trained with a zero-flow SPyNet (no motion compensation; see docs/compact_model/).
+  Its SPyNet is our own, pretrained on synthetic motion (`realbasicvsr pretrain-spynet`); the file also serves as
+  `run.spynet_weights` for training other models without a download.
 
-Each shipped file has a `.json` beside it with its sha256, recipe and measured numbers.
+The shipped file has a `.json` beside it with its sha256 and training steps.
 """
 
 from __future__ import annotations
@@ -20,22 +19,16 @@ from realbasicvsr.errors import UserError
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 COMPACT_WEIGHTS = "realbasicvsr_compact_x4.safetensors"
-SPYNET_WEIGHTS = "spynet_synthetic.safetensors"
 BUNDLED_DESCRIPTION = (
     "bundled compact RealBasicVSR x4 (c{mid_channels}, {num_propagation_blocks}+{num_cleaning_blocks} blocks; "
-    "trained by this project on bundled offline data; weaker than the official weights)"
+    "trained by this project on bundled offline data, with its synthetic-motion SPyNet; weaker than the official "
+    "weights)"
 )
 
 
 def bundled_weights_path() -> Path | None:
     """The bundled compact generator (release format), or None when this installation does not ship it."""
     path = BUNDLED_DIR / COMPACT_WEIGHTS
-    return path if path.is_file() else None
-
-
-def bundled_spynet_path() -> Path | None:
-    """The bundled synthetic-pretrained SPyNet (`basic_module.*` keys), or None when not shipped (today)."""
-    path = BUNDLED_DIR / SPYNET_WEIGHTS
     return path if path.is_file() else None
 
 

@@ -37,12 +37,14 @@ def build_generator(config: TrainConfig) -> RealBasicVSR:
 
 
 def load_spynet(model: RealBasicVSR, path: str) -> None:
-    """The official SPyNet file (keys `basic_module.*`, without the mean/std buffers, maybe under `state_dict`)."""
+    """A SPyNet file: the official one (keys `basic_module.*`, maybe under `state_dict`), ours from
+    `realbasicvsr pretrain-spynet`, or the SPyNet inside a generator file (a checkpoint or one of our releases,
+    such as the bundled compact model)."""
     from realbasicvsr.weights import read_state_file
 
     state = read_state_file(path)
     spynet = model.basicvsr.spynet
-    for prefix in ("generator.spynet.", "spynet.", ""):
+    for prefix in ("generator.spynet.", "generator_ema.spynet.", "basicvsr.spynet.", "spynet.", ""):
         picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix + "basic_module.")}
         if picked:
             break
