@@ -23,8 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from realbasicvsr.models.blocks import flow_warp
-from realbasicvsr.models.spynet import SPyNet, SPyNetBasicModule
+from realbasicvsr.models.spynet import SPyNet, SPyNetBasicModule, level_inputs
 
 _WIRED = (8, 4, 4, 4)  # wired output channels of layers 1-4
 
@@ -90,9 +89,7 @@ def calibrate(spynet: SPyNet, ref: torch.Tensor, supp: torch.Tensor, gt: torch.T
     for level, module in enumerate(spynet.basic_module):
         factor = 2 ** (len(spynet.basic_module) - 1 - level)
         target = F.avg_pool2d(gt, factor) / factor if factor > 1 else gt
-        flow_up = flow if level == 0 else F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2
-        warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
-        inputs = torch.cat([refs[level], warped, flow_up], dim=1)
+        inputs, flow_up = level_inputs(refs[level], supps[level], flow, level)
         wire_level(module, gain=1.0)
         unit = module(inputs)  # the estimate with gain 1
         residual = target - flow_up

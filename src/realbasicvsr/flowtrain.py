@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from realbasicvsr import flowinit
 from realbasicvsr.errors import UserError
 from realbasicvsr.models.blocks import flow_warp
-from realbasicvsr.models.spynet import SPyNet
+from realbasicvsr.models.spynet import SPyNet, level_inputs
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,8 @@ def pyramid_flows(spynet: SPyNet, ref: torch.Tensor, supp: torch.Tensor, *, deta
     for level, module in enumerate(spynet.basic_module):
         if detach:
             flow = flow.detach()
-        flow_up = flow if level == 0 else F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2
-        warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
-        flow = flow_up + module(torch.cat([refs[level], warped, flow_up], dim=1))
+        inputs, flow_up = level_inputs(refs[level], supps[level], flow, level)
+        flow = flow_up + module(inputs)
         flows.append(flow)
     return flows
 

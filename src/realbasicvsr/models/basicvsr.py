@@ -55,8 +55,6 @@ class BasicVSR(nn.Module):
         out = self.upsample2(out, leaky_slope=slope)
         out = conv_act(self.conv_hr, out, "leaky_relu", slope)
         base = F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False)
-        if torch.is_grad_enabled():
-            return self.conv_last(out) + base
         return conv_add_(self.conv_last, out, base.contiguous(memory_format=self.memory_format))
 
     def iter_outputs(self, lrs: torch.Tensor) -> Iterator[torch.Tensor]:

@@ -100,7 +100,7 @@ def pixel_shuffle(x: torch.Tensor, scale: int) -> torch.Tensor:
     as a permuted copy in NHWC order, each output pixel's channels are one contiguous run, about 10x faster.
     """
     n, c, h, w = x.shape
-    if c % (scale * scale) or not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+    if c % (scale * scale) or not _is_channels_last(x):
         return F.pixel_shuffle(x, scale)
     out_c = c // (scale * scale)
     # Channel index = k * scale^2 + i * scale + j  ->  output (k, h * scale + i, w * scale + j).

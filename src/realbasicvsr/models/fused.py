@@ -110,7 +110,8 @@ def conv_act(
 
 
 def conv_add_(conv: nn.Conv2d, x: torch.Tensor, accumulator: torch.Tensor) -> torch.Tensor:
-    """`accumulator += conv(x)`, in place, and return it. Only for a tensor the caller owns (no autograd)."""
+    """`accumulator += conv(x)`, in place, and return it. `accumulator` must be the caller's own fresh tensor
+    (under autograd this is the plain in-place add, valid where nothing saved it for the backward pass)."""
     dtype = _compute_dtype(x, conv)
     if dtype is None or accumulator.dtype != dtype or not _same_layout(accumulator, x):
         return accumulator.add_(conv(x))

@@ -64,12 +64,8 @@ class SPyNet(nn.Module):
 
         flow = ref.new_zeros(n, 2, h // 32, w // 32)
         for level, module in enumerate(self.basic_module):
-            if level == 0:
-                flow_up = flow
-            else:
-                flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
-            warped = flow_warp(supps[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
-            flow = flow_up + module(torch.cat([refs[level], warped, flow_up], dim=1))
+            inputs, flow_up = level_inputs(refs[level], supps[level], flow, level)
+            flow = flow_up + module(inputs)
         return flow
 
     def forward(self, ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
@@ -83,3 +79,16 @@ class SPyNet(nn.Module):
         flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
         scale = flow.new_tensor([w / w_up, h / h_up]).view(1, 2, 1, 1)
         return flow * scale
+
+
+def level_inputs(
+    ref: torch.Tensor, supp: torch.Tensor, flow: torch.Tensor, level: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What pyramid level `level` sees, given the coarser level's `flow`: (its input, the flow it refines).
+
+    The coarser flow is upsampled x2 (values doubled; level 0 starts from it as is), `supp` is warped by it, and
+    the input is (ref, warped supp, upsampled flow) on the channel axis.
+    """
+    flow_up = flow if level == 0 else F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+    warped = flow_warp(supp, flow_up.permute(0, 2, 3, 1), padding_mode="border")
+    return torch.cat([ref, warped, flow_up], dim=1), flow_up
