@@ -1,6 +1,7 @@
 """CUDA checks and timings, for a machine with an NVIDIA GPU (CI has none, so these paths are checked here).
 
-    python benchmarks/bench_gpu.py [--sections exact,model,upscale,train,loop,data] [--workers 12] [--json out.json]
+    python benchmarks/bench_gpu.py [--sections exact,model,upscale,train,loop,pipeline,presets,realloop,data]
+                                   [--workers 15] [--json out.json]
 
   exact    the refvector case (../shared/refvectors or REALBASICVSR_SHARED) on CUDA: fp32 (TF32 off) against the
            reference output, fp16 and bf16 autocast against fp32, windowed fp16 against the whole clip
@@ -12,6 +13,10 @@
            bf16 autocast (the CUDA default) and fp32
   loop     `realbasicvsr train stage1` (official sizes, real degradations, DataLoader workers) for a few steps,
            then `--resume auto`: the data-wait share of a step and it/s, resume continuity
+  pipeline where the upscale pipeline loses time on a GPU (encoder alone, frames path alone, CPU threads)
+  presets  the upscale pipeline in process for x264 presets medium / veryfast / ultrafast (the encoder bounds it)
+  realloop `realbasicvsr train stage1` (batch 16 on one GPU) on real footage with W workers: data-wait share;
+           then the stage-2 preset in fp32, which did not fit an H200 in `train`: the one-line error it gives
   data     degradation samples/s with W DataLoader workers, and the samples/s one GPU consumes in stage 1
 
 Every section runs even if an earlier one failed; failures print their traceback and the exit status is 1.
@@ -119,32 +124,55 @@ def section_model(results: dict, rounds: int = 3) -> None:
     results["model"] = {"fps_180x320": out, "fps_540x960_fp16_cl": fps, "peak_gib_540x960": peak}
 
 
-def section_upscale(results: dict, workdir: Path) -> None:
+def section_upscale(results: dict, workdir: Path, frames: int = 480) -> None:
     from fractions import Fraction
 
+    from bench_upscale import io_only
+    from realbasicvsr.inference import to_tensor
+    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.video import probe, read_frames
     from realbasicvsr.weights import save_release
     from test_video import make_clip, packets_bytes, video_timing
 
-    weights = save_release(RealBasicVSR(ModelConfig()), workdir / "c64b20_random.safetensors")
+    model = RealBasicVSR(ModelConfig()).eval()
+    weights = save_release(model, workdir / "c64b20_random.safetensors")
     source, target = workdir / "in.mp4", workdir / "out.mp4"
-    make_clip(source, frames=240, width=320, height=180, fps=Fraction(24000, 1001))
-    command = [*CLI, "upscale", str(source), str(target), "--weights", str(weights), "--device", DEVICE.type, "--quiet"]
+    make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001))
+    command = [*CLI, "upscale", str(source), str(target), "--weights", str(weights), "--device", DEVICE.type]
     start = time.perf_counter()
-    subprocess.run(command, check=True)
-    seconds = time.perf_counter() - start
+    summary = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+    cli_wall = time.perf_counter() - start
     count, _, rate = video_timing(target)
     audio_same = packets_bytes(target, "audio") == packets_bytes(source, "audio")
-    print(f"  240 frames 320x180 -> 1280x720 (fp16, x264 CRF 18): {seconds:.1f} s wall incl. start-up, "
-          f"{240 / seconds:.1f} frames/s; frames {count}, rate {rate}, audio kept {audio_same}")  # fmt: skip
-    results["upscale"] = {"seconds": seconds, "fps": 240 / seconds, "frames": count, "rate": str(rate)}
-    assert count == 240 and rate == Fraction(24000, 1001) and audio_same
+    print(f"  CLI, {frames} frames 320x180 -> 1280x720 (fp16, x264 CRF 18): {cli_wall:.1f} s wall with start-up")
+    print(f"    its summary: {summary}")
+    print(f"    output: {count} frames, rate {rate}, audio packets identical {audio_same}")
+    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
+    upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up in this process
+    start = time.perf_counter()
+    upscale_video(source, target, model=model, options=options, overwrite=True)
+    in_process = time.perf_counter() - start
+    lq = [to_tensor(f.image) for f in read_frames(probe(source))]
+    start = time.perf_counter()
+    for hr in Upscaler(model, options).iter_tensors(lq):
+        hr.float().cpu()
+    model_only = time.perf_counter() - start
+    start = time.perf_counter()
+    io_only(source, workdir / "io.mp4")
+    io_seconds = time.perf_counter() - start
+    print(f"  in process: pipeline {frames / in_process:.1f} fps, model only {frames / model_only:.1f} fps, "
+          f"decode + x4 bicubic + encode without the model {frames / io_seconds:.1f} fps")  # fmt: skip
+    results["upscale"] = {"cli_wall_s": cli_wall, "cli_summary": summary, "frames": count, "rate": str(rate),
+                          "pipeline_fps": frames / in_process, "model_fps": frames / model_only,
+                          "io_fps": frames / io_seconds}  # fmt: skip
+    assert count == frames and rate == Fraction(24000, 1001) and audio_same
 
 
 def section_train(results: dict, steps: int = 3) -> dict:
     from bench_train import official_stage, time_steps
 
     out = {}
-    for stage, batch in (("stage1", 2), ("stage2", 1)):
+    for stage, batch in (("stage1", 2), ("stage1", 16), ("stage2", 1), ("stage2", 8)):
         for precision in ("bf16", "fp32"):
             config = official_stage(stage)
             config = replace(config, run=replace(config.run, precision=precision))
@@ -171,7 +199,7 @@ def section_loop(results: dict, workdir: Path, workers: int) -> None:
     timed = [r for r in records if "data_wait" in r and 3 <= r["step"] <= 20]
     wait = statistics.median(r["data_wait"] for r in timed)
     speed = statistics.median(r["it_per_s"] for r in timed)
-    print(f"  stage 1, batch 2, {workers} workers: data-wait share {wait:.3f}, {speed:.2f} it/s "
+    print(f"  stage 1 preset (batch 16 on one GPU), {workers} workers: data-wait share {wait:.3f}, {speed:.2f} it/s "
           f"(steps 3-20); logged steps {steps[0]}..{steps[-1]} across the resume")  # fmt: skip
     results["loop"] = {"data_wait": wait, "it_per_s": speed, "steps": steps}
     assert steps[-1] == 25
@@ -197,19 +225,124 @@ def section_data(results: dict, workdir: Path, workers: int) -> None:
     print(f"  one core: {cpu_ms:.0f} ms CPU per official sample (median of 12); "
           f"DataLoader with {workers} workers: {rate:.1f} samples/s")  # fmt: skip
     out = {"ms_per_sample_one_core": cpu_ms, "loader_samples_per_s": rate, "workers": workers}
-    step = results.get("train", {}).get("stage1 batch 2 bf16")
-    if step:
-        out["gpu_consumes_samples_per_s"] = 2 / step
-        print(f"  one GPU in stage 1 (batch 2, bf16) consumes {2 / step:.1f} samples/s: the loader supplies "
-              f"{rate / (2 / step):.1f}x that")  # fmt: skip
+    for batch in (2, 16):
+        step = results.get("train", {}).get(f"stage1 batch {batch} bf16")
+        if step:
+            out[f"gpu_consumes_samples_per_s_batch_{batch}"] = batch / step
+            print(f"  one GPU in stage 1 (batch {batch}, bf16) consumes {batch / step:.1f} samples/s: "
+                  f"{workers} workers supply {rate / (batch / step):.2f}x that; workers needed at "
+                  f"{cpu_ms:.0f} ms/sample: {batch / step * cpu_ms / 1000:.1f}")  # fmt: skip
     results["data"] = out
+
+
+def section_presets(results: dict, workdir: Path, frames: int = 480) -> None:
+    """The upscale pipeline on a GPU is bound by the x264 encoder: frames/s for encoder presets, in process."""
+    from fractions import Fraction
+
+    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.video_writer import EncodeSettings
+    from test_video import make_clip
+
+    model = RealBasicVSR(ModelConfig()).eval()
+    source, target = workdir / "in.mp4", workdir / "out.mp4"
+    make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001), audio=False)
+    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
+    upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up
+    out = {}
+    for preset in ("medium", "veryfast", "ultrafast"):
+        start = time.perf_counter()
+        upscale_video(source, target, model=model, options=options, encode=EncodeSettings(preset=preset),
+                      overwrite=True)  # fmt: skip
+        out[preset] = frames / (time.perf_counter() - start)
+        print(f"  x264 preset {preset:10s} {out[preset]:6.1f} frames/s (320x180 -> 1280x720, fp16)")
+    results["presets"] = out
+
+
+def section_realloop(results: dict, workdir: Path, workers: int, steps: int = 24) -> None:
+    """`train stage1` (batch 16 on one GPU, official sizes) on real footage: is the GPU waiting for data?"""
+    from PIL import Image
+
+    from bench_degrade import source_frames
+
+    frames, name = source_frames(90)
+    data = workdir / "clips"
+    for c in range(3):  # three 30-frame clips of real footage (640x272)
+        (data / f"clip{c}").mkdir(parents=True)
+        for t in range(30):
+            Image.fromarray(frames[30 * c + t]).save(data / f"clip{c}" / f"{t:08d}.png")
+    run = workdir / "run"
+    command = [*CLI, "train", "stage1", "--data", str(data), "--out", str(run), "--device", DEVICE.type,
+               "--set", "log.every=1", "--set", "checkpoint.every=1000", "--set", f"data.workers={workers}",
+               "--max-steps", str(steps)]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in records if "data_wait" in r and r["step"] > 4]
+    wait = statistics.median(r["data_wait"] for r in timed)
+    speed = statistics.median(r["it_per_s"] for r in timed)
+    print(f"  stage 1 preset on {name}, batch 16, {workers} workers: data-wait share {wait:.2f}, {speed:.2f} it/s "
+          f"= {16 * speed:.1f} samples/s (median of steps 5-{steps})")  # fmt: skip
+    results["realloop"] = {"data_wait": wait, "it_per_s": speed, "workers": workers}
+    oom = subprocess.run(
+        [*CLI, "train", "stage2", "--data", str(data), "--out", str(workdir / "oom"), "--device", DEVICE.type,
+         "--set", "run.precision=fp32", "--set", "loss.vgg_weights=random", "--set", "data.workers=2",
+         "--max-steps", "1"], capture_output=True, text=True,
+    )  # fmt: skip
+    last = (oom.stderr.strip().splitlines() or [""])[-1]
+    print(f"  stage 2 preset (batch 8 on one GPU), fp32: exit status {oom.returncode}; last line: {last}")
+    results["oom"] = {"returncode": oom.returncode, "last_line": last}
+
+
+def section_pipeline(results: dict, workdir: Path, frames: int = 240) -> None:
+    """Where the upscale pipeline loses time on a GPU: the whole pipeline, with 1 torch CPU thread, the frames
+    path without the encoder (decode, model, to_image), and the encoder alone (720p frames, x264 medium)."""
+    from dataclasses import replace as dc_replace
+    from fractions import Fraction
+
+    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.video import probe, read_frames
+    from realbasicvsr.video_writer import EncodeSettings, VideoWriter
+    from test_video import make_clip
+
+    model = RealBasicVSR(ModelConfig()).eval()
+    source, target = workdir / "in.mp4", workdir / "out.mp4"
+    make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001), audio=False)
+    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
+    upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up
+    out = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        fn()
+        out[name] = frames / (time.perf_counter() - start)
+        print(f"  {name:44s} {out[name]:6.1f} frames/s")
+
+    timed("pipeline", lambda: upscale_video(source, target, model=model, options=options, overwrite=True))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    timed("pipeline, torch.set_num_threads(1)",
+          lambda: upscale_video(source, target, model=model, options=options, overwrite=True))  # fmt: skip
+    torch.set_num_threads(threads)
+    info = probe(source)
+    images = []
+    timed("decode + model + to_image, no encoder",
+          lambda: images.extend(f.image for f in Upscaler(model, options).upscale(read_frames(info))))  # fmt: skip
+
+    def encode_only():
+        writer = VideoWriter(workdir / "enc.mp4", fmt="mp4", width=1280, height=720, source=info,
+                             settings=EncodeSettings(), fps=info.fps, copy_streams=False)  # fmt: skip
+        for frame, image in zip(read_frames(info), images):
+            writer.write(dc_replace(frame, image=image))
+        writer.close()
+
+    timed("encoder alone (720p, x264 medium, RGB->YUV)", encode_only)
+    results["pipeline"] = out
 
 
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="exact,model,upscale,train,loop,data")
-    parser.add_argument("--workers", type=int, default=12, help="DataLoader workers for loop and data")
+    parser.add_argument("--sections", default="exact,model,upscale,train,loop,pipeline,presets,realloop,data")
+    parser.add_argument("--workers", type=int, default=15, help="DataLoader workers for loop and data")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -234,6 +367,12 @@ def main() -> None:
                     section_train(results)
                 elif name == "loop":
                     section_loop(results, workdir, args.workers)
+                elif name == "presets":
+                    section_presets(results, workdir)
+                elif name == "realloop":
+                    section_realloop(results, workdir, args.workers)
+                elif name == "pipeline":
+                    section_pipeline(results, workdir)
                 elif name == "data":
                     section_data(results, workdir, args.workers)
                 else:

@@ -127,6 +127,29 @@ def test_repeated_nan_losses_stop_the_run_with_a_clear_message(tmp_path, data_di
     assert log.getvalue().count("skipped, non-finite loss") == 2
 
 
+def test_gpu_out_of_memory_names_the_batch_and_the_fix(tmp_path, data_dir, monkeypatch):
+    """A CUDA OOM (seen on an H200: the stage-2 preset's batch 8 on one GPU in fp32) becomes a one-line error that
+    names the per-GPU batch and what to lower. No GPU here, so the step raises the error CUDA would."""
+    real_step = loop.train_step
+    calls = []
+
+    def step_then_oom(trainer, batch, device, distributed=False):
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.75 GiB.")
+        return real_step(trainer, batch, device, distributed)
+
+    monkeypatch.setattr(loop, "train_step", step_then_oom)
+    config = tiny_config(checkpoint=CheckpointConfig(every=2, keep=2))
+    with pytest.raises(UserError) as caught:
+        train(config, data_dir, tmp_path / "run", max_steps=10, stream=io.StringIO())
+    message = str(caught.value)
+    assert "out of GPU memory at step 3: 2 sequences per GPU of 6 frames, GT 32x32, fp32" in message
+    assert "lower data.batch_size" in message and "run.precision=bf16" in message
+    assert "step_00000002.pt" in message and "--resume auto" in message
+    assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
 def test_validation_logs_psnr_ssim_and_saves_strips(tmp_path, data_dir):
     val = make_clips(tmp_path / "val", n_clips=1, n_frames=3, size=(48, 64))
     config = tiny_config(data=replace(tiny_config().data, val_dir=str(val)), log=LogConfig(every=1, val_every=2))

@@ -158,7 +158,10 @@ def _train(
                 wait_start = time.perf_counter()
                 batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
                 data_wait = time.perf_counter() - wait_start
-                losses, ok = train_step(trainer, batch, info.device, info.distributed)
+                try:
+                    losses, ok = train_step(trainer, batch, info.device, info.distributed)
+                except torch.cuda.OutOfMemoryError as error:  # a config problem: say which knobs fix it
+                    raise UserError(_oom_message(config, trainer, sampler.local_batch, step + 1, last_saved)) from error
                 step += 1
                 if ok:
                     bad_streak = 0
@@ -195,6 +198,21 @@ def _validate(model: torch.nn.Module, clips: list, device: torch.device, run_dir
     save_strip(strip, run_dir / "samples" / f"step_{step:08d}.png")
     log.write({"step": step, "time": time.time(), **metrics})
     log.message(f"validation at step {step}: PSNR {metrics['val_psnr']:.2f} dB, SSIM {metrics['val_ssim']:.4f}")
+
+
+def _oom_message(config: TrainConfig, trainer, local_batch: int, step: int, last_saved: Path | None) -> str:
+    dtype = trainer.autocast_dtype
+    precision = "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+    data = config.data
+    frames = data.num_frames * (2 if data.mirror else 1)
+    advice = "lower data.batch_size (the total over all GPUs) or data.gt_size, or train on more GPUs"
+    if precision == "fp32":
+        advice += ", or use run.precision=bf16 (about half the activation memory)"
+    return (
+        f"out of GPU memory at step {step}: {local_batch} sequences per GPU of {frames} frames, GT {data.gt_size}x"
+        f"{data.gt_size}, {precision}{' + GAN' if config.adversarial else ''}. To fit, {advice}; then continue "
+        f"with --resume auto (last checkpoint: {last_saved or 'none'})"
+    )
 
 
 def _nan_warning(
