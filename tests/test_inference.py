@@ -91,6 +91,16 @@ def test_fp16_is_refused_off_cuda():
         Upscaler(small_model(), UpscaleOptions(dtype="fp16"))
 
 
+def test_to_tensor_gives_the_official_conversion_for_8_and_16_bit():
+    rng = np.random.default_rng(0)
+    image8 = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    image16 = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    # The official script: float64 division, then float32; our float32 division rounds to the same values.
+    assert torch.equal(to_tensor(image8), torch.from_numpy((image8 / 255.0).astype(np.float32)).permute(2, 0, 1))
+    assert torch.equal(to_tensor(image16), torch.from_numpy((image16 / 65535.0).astype(np.float32)).permute(2, 0, 1))
+    assert to_tensor(image8, "cpu").shape == (3, 5, 7)
+
+
 def test_output_sizes_and_resize():
     assert output_size(48, 32, UpscaleOptions()) == (192, 128)
     assert output_size(48, 32, UpscaleOptions(outscale=1.5)) == (72, 48)

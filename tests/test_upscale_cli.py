@@ -13,7 +13,7 @@ from realbasicvsr.cli import main
 from realbasicvsr.errors import UserError
 from realbasicvsr.inference import UpscaleOptions
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.pipeline import upscale_video
+from realbasicvsr.pipeline import _cpu_threads, upscale_video
 from realbasicvsr.video import probe, read_frames
 from realbasicvsr.video_writer import EncodeSettings, write_image
 from test_video import make_clip, packets_bytes, video_timing
@@ -278,3 +278,17 @@ def test_lossless_encoders_reproduce_the_frames(tmp_path, codec, suffix):
     assert len(decoded) == 2
     # RGB -> YUV 4:4:4 -> RGB in 8 bits rounds by at most a couple of levels; the codec adds nothing.
     assert max(np.abs(a - b).max() for a, b in zip(reference, decoded)) <= 3
+
+
+def test_cpu_threads_are_limited_for_a_gpu_run_and_restored():
+    """upscale_video drops torch to 1 CPU thread while a GPU runs the model (the H200 measurement in
+    pipeline._cpu_threads); the setting comes back afterwards, also after an error, and CPU runs keep theirs."""
+    import torch
+
+    before = torch.get_num_threads()
+    with _cpu_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), _cpu_threads(1):
+        assert torch.get_num_threads() == 1
+        raise KeyError("failure inside")
+    assert torch.get_num_threads() == before

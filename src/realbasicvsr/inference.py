@@ -222,7 +222,7 @@ class Upscaler:
         def tensors() -> Iterator[torch.Tensor]:
             for frame in frames:
                 queue.append(frame)
-                yield to_tensor(frame.image)
+                yield to_tensor(frame.image, self.device)
 
         for hr in self.iter_tensors(tensors()):
             source = queue.popleft()
@@ -268,11 +268,17 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HWC uint8/uint16 -> (c, h, w) float32 in [0, 1] (x / 255, as the official script; x / 65535 for 16 bit)."""
+def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """HWC uint8/uint16 -> (c, h, w) float32 in [0, 1] on `device` (x / 255, as the official script; x / 65535
+    for 16 bit).
+
+    On a GPU the integer frame is sent as is and converted there: a quarter of the bytes to copy, and no CPU
+    tensor work in the loop (float division is correctly rounded on both, so the values are the same).
+    """
     scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    array = image.astype(np.float32) if image.dtype == np.uint16 else image
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(scale)
+    array = image.astype(np.int32) if image.dtype == np.uint16 else image  # torch has no uint16 arithmetic
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    return tensor.permute(2, 0, 1).float().div_(scale)
 
 
 def to_image(x: torch.Tensor, depth: int = 8) -> np.ndarray:
