@@ -4,6 +4,7 @@
   python benchmarks/bench_upscale.py speed    # fps at 180x320 (small and full model) and the share outside the model
   python benchmarks/bench_upscale.py seams    # PSNR of windowed vs whole-sequence output on a real clip
   python benchmarks/bench_upscale.py lookahead  # compute cost of the default look-ahead
+  python benchmarks/bench_upscale.py stripes    # peak RSS and speed of the x4 stage in stripes vs whole frames
 
 Each memory point runs in its own subprocess and reads `ru_maxrss`.
 """
@@ -84,6 +85,38 @@ def memory_child(mode: str, frames: int, size: int) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"mode": mode, "frames": frames, "peak_mib": peak / 1024, "before_mib": before / 1024,
                       "seconds": seconds}))  # fmt: skip
+
+
+def stripes_child(stripe_pixels: int, frames: int, height: int, width: int) -> None:
+    """Peak RSS and time of the full c64b20 model on `frames` frames of height x width, x4 stage in stripes."""
+    torch.manual_seed(0)
+    model = RealBasicVSR(ModelConfig()).eval()
+    lq = [torch.rand(3, height, width) for _ in range(frames)]
+    options = UpscaleOptions(window=frames, overlap=0, stripe_pixels=stripe_pixels)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    for _hr in Upscaler(model, options).iter_tensors(lq):
+        pass
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"stripe_pixels": stripe_pixels, "peak_mib": peak / 1024, "before_mib": before / 1024,
+                      "s_per_frame": seconds / frames}))  # fmt: skip
+
+
+def bench_stripes(args) -> None:
+    """Whole-frame x4 stage vs stripes (UpscaleOptions.stripe_pixels), each in its own process, alternating."""
+    runs: dict[int, list[dict]] = {0: [], 256 * 256: []}
+    for _ in range(args.repeats):
+        for stripe_pixels in runs:
+            cmd = [sys.executable, __file__, "stripes-child", str(stripe_pixels), str(args.frames), str(args.height),
+                   str(args.width)]  # fmt: skip
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[stripe_pixels].append(json.loads(out.strip().splitlines()[-1]))
+    for stripe_pixels, results in runs.items():
+        name = "whole frames" if stripe_pixels == 0 else f"stripes of {stripe_pixels} LR pixels"
+        print(f"full c64b20, {args.frames} frames {args.width}x{args.height}, {name}: peak RSS "
+              f"{statistics.median(r['peak_mib'] for r in results):.0f} MiB, "
+              f"{statistics.median(r['s_per_frame'] for r in results):.2f} s/frame (runs {results})")  # fmt: skip
 
 
 def bench_memory(args) -> None:
@@ -234,6 +267,16 @@ def main() -> None:
     q.add_argument("--crop", type=int, nargs=2, default=(88, 72), metavar=("W", "H"))
     q.add_argument("--model", choices=("small", "full"), default="small", help="small: the c16b2 test checkpoint")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    st = sub.add_parser("stripes")
+    st.add_argument("--frames", type=int, default=2)
+    st.add_argument("--height", type=int, default=360)
+    st.add_argument("--width", type=int, default=640)
+    st.add_argument("--repeats", type=int, default=1)
+    sc = sub.add_parser("stripes-child")
+    sc.add_argument("stripe_pixels", type=int)
+    sc.add_argument("frames", type=int)
+    sc.add_argument("height", type=int)
+    sc.add_argument("width", type=int)
     la = sub.add_parser("lookahead")
     la.add_argument("--frames", type=int, default=60)
     la.add_argument("--size", type=int, default=32)
@@ -245,10 +288,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.what == "memory-child":
         memory_child(args.mode, args.frames, args.size)
+    elif args.what == "stripes-child":
+        stripes_child(args.stripe_pixels, args.frames, args.height, args.width)
     else:
-        {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams, "lookahead": bench_lookahead}[args.what](
-            args
-        )
+        benches = {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams, "lookahead": bench_lookahead,
+                   "stripes": bench_stripes}  # fmt: skip
+        benches[args.what](args)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,36 @@ def test_fp16_is_refused_off_cuda():
         Upscaler(small_model(), UpscaleOptions(dtype="fp16"))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("height", "stripe_pixels"), [(29, 5 * 23), (29, 1 * 23), (12, 11 * 23), (3, 23)])
+def test_x4_stage_in_stripes_equals_whole_frames(channels_last, height, stripe_pixels):
+    """Stripes of 5 rows (last one 4), of 1 row, a stripe just short of the frame, and a frame that fits."""
+    torch.manual_seed(1)
+    model = RealBasicVSR(ModelConfig(8, 1, 1)).eval()
+    clip = moving_clip(4, height, 23)
+    whole = run(model, clip, window=4, overlap=0, channels_last=channels_last, stripe_pixels=0)
+    striped = run(model, clip, window=4, overlap=0, channels_last=channels_last, stripe_pixels=stripe_pixels)
+    assert striped.shape == whole.shape == (4, 3, 4 * height, 92)
+    torch.testing.assert_close(striped, whole, atol=1e-5, rtol=0)
+
+
+def test_x4_stage_in_stripes_with_the_reference_checkpoint(small_checkpoint):
+    """The refvector model and input (32x48) in stripes of 7 rows: within 1e-5 of the reference output."""
+    from conftest import shared_path
+    from realbasicvsr.weights import load_generator
+
+    ref = torch.load(shared_path("refvectors", "ref_a_32x48_test_thr5.pt"), weights_only=True)
+    lq = torch.load(shared_path("refvectors", "input_a_32x48.pt"), weights_only=True)["lq"]
+    model = load_generator(small_checkpoint, cleaning_threshold=5)
+    out = run(model, lq[0], window=5, overlap=0, channels_last=True, stripe_pixels=7 * 48)
+    torch.testing.assert_close(out, ref["output"][0], atol=1e-5, rtol=0)
+
+
+def test_stripe_pixels_must_not_be_negative():
+    with pytest.raises(ValueError, match="stripe_pixels"):
+        UpscaleOptions(stripe_pixels=-1)
+
+
 def test_to_tensor_gives_the_official_conversion_for_8_and_16_bit():
     rng = np.random.default_rng(0)
     image8 = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)

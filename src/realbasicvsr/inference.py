@@ -35,6 +35,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_WINDOW = 30
 DEFAULT_OVERLAP = 12
 SPYNET_BATCH_BYTES = 1 << 30  # memory cap for one SPyNet call (see _compute_flows)
+# The x4 stage needs ~16 kB per LR pixel in fp32 (reference_baselines.md 2.2): 15 GB for one 720p frame. It is
+# purely convolutional, so it runs in horizontal stripes of at most this many LR pixels (256x256; 1 GB), each
+# with STRIPE_HALO rows of context above and below; frames up to that size run in one piece, as before.
+DEFAULT_STRIPE_PIXELS = 256 * 256
+STRIPE_HALO = 2  # LR rows: the x4 stage reads 2 beyond a pixel (3x3 convs at 1x, 2x, 4x + bilinear; 1 fails tests)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class UpscaleOptions:
     channels_last: bool = True  # NHWC weights and activations: faster with oneDNN on CPU and on CUDA
     outscale: float | None = None
     out_size: tuple[int, int] | None = None
+    stripe_pixels: int = DEFAULT_STRIPE_PIXELS  # LR pixels per stripe of the x4 stage; 0 = whole frames
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -59,6 +65,8 @@ class UpscaleOptions:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.outscale is not None and self.outscale <= 0:
             raise ValueError(f"outscale must be positive, got {self.outscale}")
+        if self.stripe_pixels < 0:
+            raise ValueError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
 
 
 def pick_device(name: str = "auto") -> str:
@@ -206,7 +214,7 @@ class Upscaler:
                     flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, t - 1 - i]
                     feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
                 feat = bvsr.forward_resblocks(torch.cat([lr, feat.contiguous(memory_format=fmt)], dim=1))
-                hr = bvsr.reconstruct(lr, backward_feats[i], feat)
+                hr = reconstruct_in_stripes(bvsr, lr, backward_feats[i], feat, self.options.stripe_pixels)
                 backward_feats[i] = None
             if (hr.shape[-1], hr.shape[-2]) != size:
                 hr = resize(hr.float(), size)
@@ -233,6 +241,29 @@ class Upscaler:
                     resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
                 )[..., 0]
             yield replace(source, image=to_image(hr, depth), alpha=alpha)
+
+
+def reconstruct_in_stripes(
+    bvsr, lr: torch.Tensor, backward_feat: torch.Tensor, forward_feat: torch.Tensor, stripe_pixels: int
+) -> torch.Tensor:
+    """`bvsr.reconstruct` (fusion + x4 upsampling of one frame) in horizontal stripes of at most `stripe_pixels`
+    LR pixels, so its memory no longer grows with the frame. Each stripe is computed with STRIPE_HALO rows of
+    context on both sides and only its own rows are kept: the same values as one piece (up to float rounding
+    from the kernels' shape-dependent blocking), at 2 * STRIPE_HALO extra rows of work per stripe."""
+    n, _, h, w = lr.shape
+    rows = h if stripe_pixels == 0 else max(1, stripe_pixels // w)
+    if rows >= h:
+        return bvsr.reconstruct(lr, backward_feat, forward_feat)
+    out = None
+    for top in range(0, h, rows):
+        bottom = min(h, top + rows)
+        lo, hi = max(0, top - STRIPE_HALO), min(h, bottom + STRIPE_HALO)
+        part = bvsr.reconstruct(lr[:, :, lo:hi], backward_feat[:, :, lo:hi], forward_feat[:, :, lo:hi])
+        if out is None:
+            fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
+            out = part.new_empty(n, part.shape[1], 4 * h, 4 * w).contiguous(memory_format=fmt)
+        out[:, :, 4 * top : 4 * bottom] = part[:, :, 4 * (top - lo) : 4 * (bottom - lo)]
+    return out
 
 
 def _compute_flows(bvsr, lrs: torch.Tensor, forward_pairs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
