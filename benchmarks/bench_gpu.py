@@ -240,19 +240,28 @@ def section_data(results: dict, workdir: Path, workers: int) -> None:
     results["data"] = out
 
 
-def section_presets(results: dict, workdir: Path, frames: int = 480) -> None:
-    """The upscale pipeline on a GPU is bound by the x264 encoder: frames/s for encoder presets, in process."""
+def warm_pipeline(workdir: Path, frames: int) -> tuple[RealBasicVSR, Path, Path, UpscaleOptions]:
+    """The full c64b20 model, a 320x180 clip of `frames` frames without audio, the output path and the options
+    (fp16 on CUDA), after one warm-up run of `upscale_video`."""
     from fractions import Fraction
 
     from realbasicvsr.pipeline import upscale_video
-    from realbasicvsr.video_writer import EncodeSettings
     from test_video import make_clip
 
     model = RealBasicVSR(ModelConfig()).eval()
     source, target = workdir / "in.mp4", workdir / "out.mp4"
     make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001), audio=False)
     options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
-    upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up
+    upscale_video(source, target, model=model, options=options, overwrite=True)
+    return model, source, target, options
+
+
+def section_presets(results: dict, workdir: Path, frames: int = 480) -> None:
+    """Frames/s of the upscale pipeline in process for x264 presets (on the H200 they barely mattered)."""
+    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.video_writer import EncodeSettings
+
+    model, source, target, options = warm_pipeline(workdir, frames)
     out = {}
     for preset in ("medium", "veryfast", "ultrafast"):
         start = time.perf_counter()
@@ -301,18 +310,12 @@ def section_pipeline(results: dict, workdir: Path, frames: int = 240) -> None:
     """Where the upscale pipeline loses time on a GPU: the whole pipeline, with 1 torch CPU thread, the frames
     path without the encoder (decode, model, to_image), and the encoder alone (720p frames, x264 medium)."""
     from dataclasses import replace as dc_replace
-    from fractions import Fraction
 
     from realbasicvsr.pipeline import upscale_video
     from realbasicvsr.video import probe, read_frames
     from realbasicvsr.video_writer import EncodeSettings, VideoWriter
-    from test_video import make_clip
 
-    model = RealBasicVSR(ModelConfig()).eval()
-    source, target = workdir / "in.mp4", workdir / "out.mp4"
-    make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001), audio=False)
-    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
-    upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up
+    model, source, target, options = warm_pipeline(workdir, frames)
     out = {}
 
     def timed(name, fn):
@@ -322,6 +325,7 @@ def section_pipeline(results: dict, workdir: Path, frames: int = 240) -> None:
         print(f"  {name:44s} {out[name]:6.1f} frames/s")
 
     timed("pipeline", lambda: upscale_video(source, target, model=model, options=options, overwrite=True))
+    # upscale_video now limits torch to 1 CPU thread on a GPU by itself, so this row should match the one above
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     timed("pipeline, torch.set_num_threads(1)",
