@@ -7,12 +7,13 @@ inside the convolution ("post-ops"). PyTorch exposes this as `torch.ops.mkldnn._
 `torch.compile` itself emits for these patterns); results are bitwise those of the unfused ops (tests check it).
 
 The fused path is used only where it is exact and available: CPU, no autograd (training keeps the plain ops),
-input and weights of one dtype or CPU autocast to bfloat16 (then cast as autocast would), and a PyTorch built
-with oneDNN. Everything else falls back to
-the plain modules, so the model never depends on these private operators.
+input and weights of one dtype or CPU autocast to bfloat16 (then cast as autocast would; only on CPUs whose oneDNN
+has a bf16 convolution), and a PyTorch built with oneDNN. Everything else falls back to the plain modules, so the model never depends on these private operators.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,19 @@ def set_fused_convolutions(enabled: bool) -> None:
     """Turn the fused CPU inference path on (default) or off for the whole process."""
     global _ENABLED
     _ENABLED = bool(enabled)
+
+
+@functools.cache
+def _fused_bf16_supported() -> bool:
+    """Whether this CPU runs oneDNN's bfloat16 convolution. It needs AVX-512 (BW/VL/DQ) or AVX-NE-CONVERT; on an
+    AVX2-only CPU (seen: an AMD EPYC VM) the fused operator raises, while the plain bf16 convolution still works.
+    Probed once on a 1x1 convolution, since PyTorch exposes no public flag for it."""
+    x = torch.zeros(1, 1, 1, 1, dtype=torch.bfloat16)
+    try:
+        _MKLDNN._convolution_pointwise(x, x, None, [0, 0], [1, 1], [1, 1], 1, "none", [], "")
+    except RuntimeError:
+        return False
+    return True
 
 
 def _autocast_dtype() -> torch.dtype | None:
@@ -60,8 +74,12 @@ def _compute_dtype(x: torch.Tensor, conv: nn.Conv2d) -> torch.dtype | None:
         return None
     autocast = _autocast_dtype()
     if autocast is not None:
-        return torch.bfloat16 if autocast == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16) else None
-    return x.dtype if x.dtype in (torch.float32, torch.bfloat16) and conv.weight.dtype == x.dtype else None
+        dtype = torch.bfloat16 if autocast == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16) else None
+    else:
+        dtype = x.dtype if x.dtype in (torch.float32, torch.bfloat16) and conv.weight.dtype == x.dtype else None
+    if dtype == torch.bfloat16 and not _fused_bf16_supported():
+        return None
+    return dtype
 
 
 def can_fuse(x: torch.Tensor, conv: nn.Conv2d) -> bool:
