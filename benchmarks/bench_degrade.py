@@ -83,8 +83,8 @@ def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -
     from realbasicvsr.degrade import official, ops
     from realbasicvsr.degrade.codec import decode_rgb, encode_yuv, to_yuv_frames
     from realbasicvsr.degrade.plan import CodecStep, apply_step
-    from realbasicvsr.degrade.sample import unsharp_config_mask
-    from realbasicvsr.degrade.sampler import sample_plan
+    from realbasicvsr.degrade.random_plan import sample_plan
+    from realbasicvsr.degrade.training_sample import unsharp_config_mask
 
     config = official()
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -181,7 +181,7 @@ def reference_style(gt_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     from realbasicvsr.degrade import official
     from realbasicvsr.degrade.kernels import make_kernel
     from realbasicvsr.degrade.plan import BlurStep, CodecStep, JpegStep, NoiseStep, ResizeStep
-    from realbasicvsr.degrade.sampler import sample_plan
+    from realbasicvsr.degrade.random_plan import sample_plan
 
     gt = [f.astype(np.float32) / 255.0 for f in gt_u8]
     gt = gt + gt[::-1]

@@ -41,8 +41,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]  # bench_train / bench_degrade helpers, make_clip
 
-from realbasicvsr.inference import UpscaleOptions, Upscaler  # noqa: E402
 from realbasicvsr.models.realbasicvsr import ModelConfig, RealBasicVSR  # noqa: E402
+from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler  # noqa: E402
 
 DEVICE = torch.device(os.environ.get("BENCH_GPU_DEVICE", "cuda"))  # cpu: a dry run of the logic
 CLI = [sys.executable, "-m", "realbasicvsr"]
@@ -57,7 +57,7 @@ def smooth_clip(frames: int, height: int, width: int, seed: int = 0) -> list[tor
 
 
 def upscale_rate(model: RealBasicVSR, clip: list[torch.Tensor], dtype: str, channels_last: bool) -> float:
-    upscaler = Upscaler(model, UpscaleOptions(device=str(DEVICE), dtype=dtype, channels_last=channels_last))
+    upscaler = Upscaler(model, UpscaleConfig(device=str(DEVICE), dtype=dtype, channels_last=channels_last))
     torch.cuda.synchronize()
     start = time.perf_counter()
     for hr in upscaler.iter_tensors(clip):
@@ -84,8 +84,8 @@ def section_exact(results: dict) -> None:
                 diffs[f"{name} autocast vs fp32"] = (hr.float().cpu() - out32).abs().max().item()
     torch.backends.cudnn.allow_tf32 = True
     clip = list(lq[0])
-    whole = torch.stack(list(Upscaler(model, UpscaleOptions(device=str(DEVICE), window=8)).iter_tensors(clip))).cpu()
-    windowed = torch.stack(list(Upscaler(model, UpscaleOptions(device=str(DEVICE), window=2, overlap=1, dtype="fp16"))
+    whole = torch.stack(list(Upscaler(model, UpscaleConfig(device=str(DEVICE), window=8)).iter_tensors(clip))).cpu()
+    windowed = torch.stack(list(Upscaler(model, UpscaleConfig(device=str(DEVICE), window=2, overlap=1, dtype="fp16"))
                                 .iter_tensors(clip))).float().cpu()  # fmt: skip
     diffs["Upscaler fp16 window 2+1 vs fp32 whole"] = (windowed - whole).abs().max().item()
     for name, value in diffs.items():
@@ -128,9 +128,9 @@ def section_upscale(results: dict, workdir: Path, frames: int = 480) -> None:
     from fractions import Fraction
 
     from bench_upscale import io_only
-    from realbasicvsr.inference import to_tensor
-    from realbasicvsr.pipeline import upscale_video
-    from realbasicvsr.video import probe, read_frames
+    from realbasicvsr.media.read import probe, read_frames
+    from realbasicvsr.upscale.run import upscale_video
+    from realbasicvsr.upscale.windows import to_tensor
     from realbasicvsr.weights import save_release
     from test_video import make_clip, packets_bytes, video_timing
 
@@ -147,7 +147,7 @@ def section_upscale(results: dict, workdir: Path, frames: int = 480) -> None:
     print(f"  CLI, {frames} frames 320x180 -> 1280x720 (fp16, x264 CRF 18): {cli_wall:.1f} s wall with start-up")
     print(f"    its summary: {summary}")
     print(f"    output: {count} frames, rate {rate}, audio packets identical {audio_same}")
-    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
+    options = UpscaleConfig(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
     upscale_video(source, target, model=model, options=options, overwrite=True)  # warm-up in this process
     start = time.perf_counter()
     upscale_video(source, target, model=model, options=options, overwrite=True)
@@ -240,32 +240,32 @@ def section_data(results: dict, workdir: Path, workers: int) -> None:
     results["data"] = out
 
 
-def warm_pipeline(workdir: Path, frames: int) -> tuple[RealBasicVSR, Path, Path, UpscaleOptions]:
+def warm_pipeline(workdir: Path, frames: int) -> tuple[RealBasicVSR, Path, Path, UpscaleConfig]:
     """The full c64b20 model, a 320x180 clip of `frames` frames without audio, the output path and the options
     (fp16 on CUDA), after one warm-up run of `upscale_video`."""
     from fractions import Fraction
 
-    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.upscale.run import upscale_video
     from test_video import make_clip
 
     model = RealBasicVSR(ModelConfig()).eval()
     source, target = workdir / "in.mp4", workdir / "out.mp4"
     make_clip(source, frames=frames, width=320, height=180, fps=Fraction(24000, 1001), audio=False)
-    options = UpscaleOptions(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
+    options = UpscaleConfig(device=str(DEVICE), dtype="fp16" if DEVICE.type == "cuda" else "fp32")
     upscale_video(source, target, model=model, options=options, overwrite=True)
     return model, source, target, options
 
 
 def section_presets(results: dict, workdir: Path, frames: int = 480) -> None:
     """Frames/s of the upscale pipeline in process for x264 presets (on the H200 they barely mattered)."""
-    from realbasicvsr.pipeline import upscale_video
-    from realbasicvsr.video_writer import EncodeSettings
+    from realbasicvsr.media.write import EncodeConfig
+    from realbasicvsr.upscale.run import upscale_video
 
     model, source, target, options = warm_pipeline(workdir, frames)
     out = {}
     for preset in ("medium", "veryfast", "ultrafast"):
         start = time.perf_counter()
-        upscale_video(source, target, model=model, options=options, encode=EncodeSettings(preset=preset),
+        upscale_video(source, target, model=model, options=options, encode=EncodeConfig(preset=preset),
                       overwrite=True)  # fmt: skip
         out[preset] = frames / (time.perf_counter() - start)
         print(f"  x264 preset {preset:10s} {out[preset]:6.1f} frames/s (320x180 -> 1280x720, fp16)")
@@ -311,9 +311,9 @@ def section_pipeline(results: dict, workdir: Path, frames: int = 240) -> None:
     path without the encoder (decode, model, to_image), and the encoder alone (720p frames, x264 medium)."""
     from dataclasses import replace as dc_replace
 
-    from realbasicvsr.pipeline import upscale_video
-    from realbasicvsr.video import probe, read_frames
-    from realbasicvsr.video_writer import EncodeSettings, VideoWriter
+    from realbasicvsr.media.read import probe, read_frames
+    from realbasicvsr.media.write import EncodeConfig, VideoWriter
+    from realbasicvsr.upscale.run import upscale_video
 
     model, source, target, options = warm_pipeline(workdir, frames)
     out = {}
@@ -338,7 +338,7 @@ def section_pipeline(results: dict, workdir: Path, frames: int = 240) -> None:
 
     def encode_only():
         writer = VideoWriter(workdir / "enc.mp4", fmt="mp4", width=1280, height=720, source=info,
-                             settings=EncodeSettings(), fps=info.fps, copy_streams=False)  # fmt: skip
+                             settings=EncodeConfig(), fps=info.fps, copy_streams=False)  # fmt: skip
         for frame, image in zip(read_frames(info), images):
             writer.write(dc_replace(frame, image=image))
         writer.close()

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realbasicvsr.inference import UpscaleOptions, Upscaler, to_image, to_tensor
+from realbasicvsr.media.read import probe, read_frames
+from realbasicvsr.media.write import EncodeConfig, VideoWriter
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.pipeline import upscale_video
-from realbasicvsr.video import probe, read_frames
-from realbasicvsr.video_writer import EncodeSettings, VideoWriter
+from realbasicvsr.upscale.run import upscale_video
+from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, to_image, to_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CHECKPOINT = REPO.parent / "shared" / "refvectors" / "small_c16b2_checkpoint.pth"
@@ -51,10 +51,10 @@ def make_input(path: Path, frames: int, width: int, height: int) -> None:
     ]
     info = source.__class__(**{**source.__dict__, "width": width, "height": height})
     writer = VideoWriter(
-        path, fmt="mp4", width=width, height=height, source=info, settings=EncodeSettings(preset="ultrafast"),
+        path, fmt="mp4", width=width, height=height, source=info, settings=EncodeConfig(preset="ultrafast"),
         fps=source.fps, copy_streams=False,
     )  # fmt: skip
-    from realbasicvsr.video import Frame
+    from realbasicvsr.media.read import Frame
 
     n = len(resized)
     for i in range(frames):
@@ -74,7 +74,7 @@ def memory_child(mode: str, frames: int, size: int) -> None:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         if mode == "streaming":
-            upscale_video(clip, Path(tmp) / "out.mp4", model=model, encode=EncodeSettings(preset="ultrafast"))
+            upscale_video(clip, Path(tmp) / "out.mp4", model=model, encode=EncodeConfig(preset="ultrafast"))
         else:  # the official script: every frame as float32 in RAM, one forward, all outputs kept as float32
             lq = torch.stack([to_tensor(f.image) for f in read_frames(probe(clip))]).unsqueeze(0)
             with torch.inference_mode():
@@ -92,7 +92,7 @@ def stripes_child(stripe_pixels: int, frames: int, height: int, width: int) -> N
     torch.manual_seed(0)
     model = RealBasicVSR(ModelConfig()).eval()
     lq = [torch.rand(3, height, width) for _ in range(frames)]
-    options = UpscaleOptions(window=frames, overlap=0, stripe_pixels=stripe_pixels)
+    options = UpscaleConfig(window=frames, overlap=0, stripe_pixels=stripe_pixels)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     for _hr in Upscaler(model, options).iter_tensors(lq):
@@ -104,7 +104,7 @@ def stripes_child(stripe_pixels: int, frames: int, height: int, width: int) -> N
 
 
 def bench_stripes(args) -> None:
-    """Whole-frame x4 stage vs stripes (UpscaleOptions.stripe_pixels), each in its own process, alternating."""
+    """Whole-frame x4 stage vs stripes (UpscaleConfig.stripe_pixels), each in its own process, alternating."""
     runs: dict[int, list[dict]] = {0: [], 256 * 256: []}
     for _ in range(args.repeats):
         for stripe_pixels in runs:
@@ -143,7 +143,7 @@ def bench_speed(args) -> None:
         for name, config in configs.items():
             torch.manual_seed(0)
             model = RealBasicVSR(config).eval()
-            options = UpscaleOptions(window=args.frames, overlap=0)
+            options = UpscaleConfig(window=args.frames, overlap=0)
             list(Upscaler(model, options).iter_tensors(lq[:2]))  # warm-up (oneDNN primitive creation)
             pipeline, model_only = [], []
             for _ in range(args.repeats):
@@ -176,7 +176,7 @@ def io_only(clip: Path, out: Path) -> None:
     """Everything the pipeline does except the network, with a bicubic x4 standing in for its output."""
     info = probe(clip)
     writer = VideoWriter(out, fmt="mp4", width=4 * info.width, height=4 * info.height, source=info,
-                         settings=EncodeSettings(), fps=info.fps, copy_streams=False)  # fmt: skip
+                         settings=EncodeConfig(), fps=info.fps, copy_streams=False)  # fmt: skip
     from dataclasses import replace
 
     for frame in read_frames(info):
@@ -209,7 +209,7 @@ def bench_seams(args) -> None:
     print(f"clip: carphone_distorted.mp4, {len(lq)} frames, centre crop {args.crop[0]}x{args.crop[1]}; model: {label}")
 
     def outputs(window: int, overlap: int) -> list[np.ndarray]:
-        upscaler = Upscaler(model, UpscaleOptions(window=window, overlap=overlap))
+        upscaler = Upscaler(model, UpscaleConfig(window=window, overlap=overlap))
         return [to_image(x) for x in upscaler.iter_tensors(lq)]
 
     whole = outputs(len(lq), 0)
@@ -235,11 +235,11 @@ def bench_lookahead(args) -> None:
     frames = [f.image for f in islice(read_frames(probe(sample_clip())), args.frames)]
     lq = [to_tensor(im[: args.size, : args.size]) for im in frames]
     times: dict[int, list[float]] = {0: [], args.overlap: []}
-    list(Upscaler(model, UpscaleOptions(window=4, overlap=0)).iter_tensors(lq[:4]))  # warm-up
+    list(Upscaler(model, UpscaleConfig(window=4, overlap=0)).iter_tensors(lq[:4]))  # warm-up
     for _ in range(args.repeats):
         for overlap in times:
             start = time.perf_counter()
-            for _hr in Upscaler(model, UpscaleOptions(window=args.window, overlap=overlap)).iter_tensors(lq):
+            for _hr in Upscaler(model, UpscaleConfig(window=args.window, overlap=overlap)).iter_tensors(lq):
                 pass
             times[overlap].append(time.perf_counter() - start)
     base, extra = statistics.median(times[0]), statistics.median(times[args.overlap])

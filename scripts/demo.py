@@ -46,7 +46,7 @@ def pick_model(weights: str | None):
     cached = cached_known_weights(DEFAULT_WEIGHTS)
     if cached is not None:
         return load_generator(cached), f"official release ({cached.name})", True
-    from realbasicvsr.bundled import bundled_description, bundled_weights_path, verify_bundled
+    from realbasicvsr.weights import bundled_description, bundled_weights_path, verify_bundled
 
     bundled = bundled_weights_path()
     if bundled is not None:
@@ -64,8 +64,8 @@ def trim(source: Path, target: Path, frames: int) -> None:
     """The first `frames` frames of `source`, re-encoded losslessly (x264 qp 0) with the source's timing."""
     from itertools import islice
 
-    from realbasicvsr.video import probe, read_frames
-    from realbasicvsr.video_writer import EncodeSettings, VideoWriter
+    from realbasicvsr.media.read import probe, read_frames
+    from realbasicvsr.media.write import EncodeConfig, VideoWriter
 
     info = probe(source)
     writer = VideoWriter(
@@ -74,7 +74,7 @@ def trim(source: Path, target: Path, frames: int) -> None:
         width=info.width,
         height=info.height,
         source=info,
-        settings=EncodeSettings(lossless=True, preset="ultrafast", pix_fmt="yuv420p"),
+        settings=EncodeConfig(lossless=True, preset="ultrafast", pix_fmt="yuv420p"),
         fps=info.fps,
         copy_streams=False,
     )
@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=REPO / "demo_output")
     args = parser.parse_args(argv)
 
-    from realbasicvsr.inference import UpscaleOptions, pick_device
-    from realbasicvsr.pipeline import upscale_video
+    from realbasicvsr.upscale.run import upscale_video
+    from realbasicvsr.upscale.windows import UpscaleConfig, pick_device
 
     model, label, real = pick_model(args.weights)
     full_size = model.config.mid_channels >= 64
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             trimmed,
             output,
             model=model,
-            options=UpscaleOptions(device=pick_device("auto")),
+            options=UpscaleConfig(device=pick_device("auto")),
             overwrite=True,
             progress=lambda done, _total: bar.update(done - bar.n),
         )

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from realbasicvsr.bundled import (
+from realbasicvsr.errors import UserError
+from realbasicvsr.weights import (
     bundled_description,
     bundled_weights_path,
+    load_generator,
     verify_bundled,
 )
-from realbasicvsr.errors import UserError
-from realbasicvsr.weights import load_generator
 
 
 def test_bundled_generator_is_intact_and_loads():
@@ -46,7 +46,7 @@ def test_a_corrupted_bundled_file_is_detected(tmp_path):
 def test_bundled_model_beats_bicubic_on_a_held_out_photograph():
     from realbasicvsr.degrade import make_training_sample
     from realbasicvsr.metrics import psnr
-    from realbasicvsr.offline_data import CameraConfig, camera_sequence, load_image
+    from realbasicvsr.train.offline_data import CameraConfig, camera_sequence, load_image
 
     # Photographs that are not in the training set, moved by the virtual camera and degraded by our pipeline.
     model = load_generator(bundled_weights_path())

@@ -23,7 +23,7 @@ from realbasicvsr.degrade import (
     sample_plan,
 )
 from realbasicvsr.degrade.plan import BlurStep, CodecStep, JpegStep, NoiseStep, ResizeStep
-from realbasicvsr.degrade.sample import make_training_sample_with_plan
+from realbasicvsr.degrade.training_sample import make_training_sample_with_plan
 
 NUM_PLANS = 3000
 

@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.flowtrain import (
-    FlowTrainConfig,
+from realbasicvsr.models import ModelConfig, RealBasicVSR
+from realbasicvsr.models.blocks import flow_warp
+from realbasicvsr.models.spynet import SPyNet
+from realbasicvsr.train.offline_data import load_image
+from realbasicvsr.train.spynet.pretrain import (
     MotionConfig,
+    SpynetPretrainConfig,
     evaluate_synthetic,
     load_spynet_file,
     make_batch,
@@ -22,10 +26,6 @@ from realbasicvsr.flowtrain import (
     train_step,
     zero_init,
 )
-from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.models.blocks import flow_warp
-from realbasicvsr.models.spynet import SPyNet
-from realbasicvsr.offline_data import load_image
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_a_few_steps_of_pretraining_lower_the_end_point_error(photo):
 
 
 def test_pretrain_stops_on_its_time_budget_and_logs(photo):
-    config = FlowTrainConfig(steps=50, batch_size=1, crop=32)
+    config = SpynetPretrainConfig(steps=50, batch_size=1, crop=32)
     pairs = make_batch([photo], np.random.default_rng(1), 2, 32, config.motion, photometric=False)
     lines: list[str] = []
     spynet, records = pretrain(config, [photo], pairs, log=lines.append, log_every=10, max_seconds=0.0)
@@ -118,7 +118,7 @@ def test_saved_weights_round_trip_and_load_into_the_generator(tmp_path):
 
 def test_bad_inputs_raise_user_errors(tmp_path):
     with pytest.raises(UserError, match="multiple of 32"):
-        FlowTrainConfig(crop=48)
+        SpynetPretrainConfig(crop=48)
     with pytest.raises(UserError, match=r"\.safetensors"):
         save_spynet(SPyNet(), tmp_path / "flow.pth", {})
     from safetensors.torch import save_file
@@ -129,7 +129,7 @@ def test_bad_inputs_raise_user_errors(tmp_path):
 
 
 def test_wired_start_estimates_flow_on_unseen_pairs(photo):
-    from realbasicvsr.flowinit import calibrate
+    from realbasicvsr.train.spynet.init_weights import calibrate
 
     motion = MotionConfig()
     spynet = SPyNet()
@@ -141,8 +141,8 @@ def test_wired_start_estimates_flow_on_unseen_pairs(photo):
 
 
 def test_unwired_channels_do_not_change_the_wired_estimate():
-    from realbasicvsr.flowinit import wire_level
     from realbasicvsr.models.spynet import SPyNetBasicModule
+    from realbasicvsr.train.spynet.init_weights import wire_level
 
     module = SPyNetBasicModule().eval()
     wire_level(module, gain=2.0)

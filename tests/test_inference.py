@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from realbasicvsr.inference import UpscaleOptions, Upscaler, output_size, resize, to_image, to_tensor
+from realbasicvsr.media.read import Frame
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.video import Frame
+from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, output_size, resize, to_image, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,7 +26,7 @@ def moving_clip(t: int, h: int = 16, w: int = 24) -> torch.Tensor:
 
 
 def run(model: RealBasicVSR, clip: torch.Tensor, **options) -> torch.Tensor:
-    upscaler = Upscaler(model, UpscaleOptions(**options))
+    upscaler = Upscaler(model, UpscaleConfig(**options))
     return torch.stack(list(upscaler.iter_tensors(list(clip))))
 
 
@@ -79,7 +79,7 @@ def test_bf16_overflow_is_redone_in_fp32():
         model.basicvsr.conv_last.weight.zero_()
         model.basicvsr.conv_last.bias.fill_(3.40e38)
     clip = moving_clip(3)
-    upscaler = Upscaler(model, UpscaleOptions(window=2, overlap=1, dtype="bf16", channels_last=False))
+    upscaler = Upscaler(model, UpscaleConfig(window=2, overlap=1, dtype="bf16", channels_last=False))
     with pytest.warns(RuntimeWarning, match="redoing it in fp32"):
         out = torch.stack(list(upscaler.iter_tensors(list(clip))))
     assert upscaler.fallbacks == 2
@@ -88,7 +88,7 @@ def test_bf16_overflow_is_redone_in_fp32():
 
 def test_fp16_is_refused_off_cuda():
     with pytest.raises(ValueError, match="CUDA"):
-        Upscaler(small_model(), UpscaleOptions(dtype="fp16"))
+        Upscaler(small_model(), UpscaleConfig(dtype="fp16"))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -118,7 +118,7 @@ def test_x4_stage_in_stripes_with_the_reference_checkpoint(small_checkpoint):
 
 def test_stripe_pixels_must_not_be_negative():
     with pytest.raises(ValueError, match="stripe_pixels"):
-        UpscaleOptions(stripe_pixels=-1)
+        UpscaleConfig(stripe_pixels=-1)
 
 
 def test_to_tensor_gives_the_official_conversion_for_8_and_16_bit():
@@ -132,9 +132,9 @@ def test_to_tensor_gives_the_official_conversion_for_8_and_16_bit():
 
 
 def test_output_sizes_and_resize():
-    assert output_size(48, 32, UpscaleOptions()) == (192, 128)
-    assert output_size(48, 32, UpscaleOptions(outscale=1.5)) == (72, 48)
-    assert output_size(48, 32, UpscaleOptions(out_size=(100, 60))) == (100, 60)
+    assert output_size(48, 32, UpscaleConfig()) == (192, 128)
+    assert output_size(48, 32, UpscaleConfig(outscale=1.5)) == (72, 48)
+    assert output_size(48, 32, UpscaleConfig(out_size=(100, 60))) == (100, 60)
     flat = torch.full((1, 3, 40, 40), 0.25)
     assert torch.allclose(resize(flat, (13, 7)), torch.full((1, 3, 7, 13), 0.25), atol=1e-6)
     # Antialiasing: a 1-px checkerboard shrunk 4x averages to grey instead of aliasing to black or white.
@@ -164,7 +164,7 @@ def test_frames_keep_metadata_depth_and_alpha():
         )
         for i in range(3)
     ]
-    out = list(Upscaler(model, UpscaleOptions(window=2, overlap=1)).upscale(iter(frames)))
+    out = list(Upscaler(model, UpscaleConfig(window=2, overlap=1)).upscale(iter(frames)))
     assert [(f.index, f.pts, f.name) for f in out] == [(i, 1000 + 7 * i, f"f{i}.png") for i in range(3)]
     assert out[0].image.shape == (64, 80, 3) and out[0].image.dtype == np.uint16
     assert out[0].alpha.shape == (64, 80) and np.all(out[0].alpha == 40000)
@@ -186,7 +186,7 @@ def test_mirror_extended_window_is_exact():
 
 
 def test_spynet_memory_cap_only_changes_rounding(monkeypatch):
-    import realbasicvsr.inference as inference
+    import realbasicvsr.upscale.windows as inference
 
     model, clip = small_model(), moving_clip(5)
     monkeypatch.setattr(inference, "SPYNET_BATCH_BYTES", 1)  # one frame pair per SPyNet call

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.offline_data import (
+from realbasicvsr.train.offline_data import (
     IMAGE_SOURCES,
     VIDEO_SOURCES,
     CameraConfig,

@@ -11,11 +11,11 @@ import pytest
 
 from realbasicvsr.cli import main
 from realbasicvsr.errors import UserError
-from realbasicvsr.inference import UpscaleOptions
+from realbasicvsr.media.read import probe, read_frames
+from realbasicvsr.media.write import EncodeConfig, write_image
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.pipeline import _cpu_threads, upscale_video
-from realbasicvsr.video import probe, read_frames
-from realbasicvsr.video_writer import EncodeSettings, write_image
+from realbasicvsr.upscale.run import _cpu_threads, upscale_video
+from realbasicvsr.upscale.windows import UpscaleConfig
 from test_video import make_clip, packets_bytes, video_timing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -162,7 +162,7 @@ def test_default_weights_fall_back_to_bundled(tmp_path, capsys, monkeypatch):
 def test_missing_default_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
     # An installation without the bundled file (e.g. a slimmed wheel): the error says what to do.
-    monkeypatch.setattr("realbasicvsr.bundled.bundled_weights_path", lambda: None)
+    monkeypatch.setattr("realbasicvsr.weights.known.bundled_weights_path", lambda: None)
     source = tmp_path / "in.mp4"
     make_clip(source, frames=2, width=24, height=16)
     err = error_of(capsys, source, tmp_path / "out.mp4")
@@ -205,7 +205,7 @@ def test_interrupt_leaves_no_partial_output(tmp_path):
 
     model = RealBasicVSR(ModelConfig(4, 1, 1))
     with pytest.raises(KeyboardInterrupt):
-        upscale_video(source, out, model=model, options=UpscaleOptions(window=1, overlap=0), progress=stop_after_two)
+        upscale_video(source, out, model=model, options=UpscaleConfig(window=1, overlap=0), progress=stop_after_two)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
@@ -272,7 +272,7 @@ def test_lossless_encoders_reproduce_the_frames(tmp_path, codec, suffix):
     model = RealBasicVSR(ModelConfig(4, 1, 1))
     frames_dir, video = tmp_path / "frames", tmp_path / f"out{suffix}"
     upscale_video(source, frames_dir, model=model)
-    upscale_video(source, video, model=model, encode=EncodeSettings(codec=codec, lossless=True, preset="ultrafast"))
+    upscale_video(source, video, model=model, encode=EncodeConfig(codec=codec, lossless=True, preset="ultrafast"))
     reference = [f.image.astype(int) for f in read_frames(probe(frames_dir))]
     decoded = [f.image.astype(int) for f in read_frames(probe(video))]
     assert len(decoded) == 2

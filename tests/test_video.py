@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.video import Frame, natural_key, probe, read_frames
-from realbasicvsr.video_writer import EncodeSettings, VideoWriter, check_codec, write_image
+from realbasicvsr.media.read import Frame, natural_key, probe, read_frames
+from realbasicvsr.media.write import EncodeConfig, VideoWriter, check_codec, write_image
 
 
 def make_clip(
@@ -211,7 +211,7 @@ def test_writer_copies_audio_and_keeps_vfr_timing(tmp_path):
     make_clip(source, frames=8, vfr=True)
     info = probe(source)
     out = tmp_path / "out.mkv"
-    writer = VideoWriter(out, fmt="matroska", width=48, height=32, source=info, settings=EncodeSettings(), fps=info.fps)
+    writer = VideoWriter(out, fmt="matroska", width=48, height=32, source=info, settings=EncodeConfig(), fps=info.fps)
     for frame in read_frames(info):
         writer.write(frame)
     writer.close()
@@ -224,10 +224,10 @@ def test_writer_copies_audio_and_keeps_vfr_timing(tmp_path):
 
 def test_codec_checks(tmp_path):
     with pytest.raises(UserError, match="unknown codec"):
-        check_codec(EncodeSettings(codec="divx"), "mp4", tmp_path / "a.mp4")
+        check_codec(EncodeConfig(codec="divx"), "mp4", tmp_path / "a.mp4")
     with pytest.raises(UserError, match="cannot be stored"):
-        check_codec(EncodeSettings(codec="libx264"), "webm", tmp_path / "a.webm")
-    check_codec(EncodeSettings(codec="ffv1"), "matroska", tmp_path / "a.mkv")
+        check_codec(EncodeConfig(codec="libx264"), "webm", tmp_path / "a.webm")
+    check_codec(EncodeConfig(codec="ffv1"), "matroska", tmp_path / "a.mkv")
     assert list(tmp_path.iterdir()) == []  # checking writes nothing
 
 

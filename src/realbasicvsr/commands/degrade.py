@@ -81,7 +81,7 @@ def check_memory(num_frames: int, height: int, width: int, max_frames: int | Non
 
 def read_clip(path: Path, max_frames: int | None) -> tuple[np.ndarray, Fraction | None]:
     """All frames (up to max_frames) as uint8 (T, H, W, 3) RGB, and the source frame rate (None for folders)."""
-    from realbasicvsr.video import probe, read_frames
+    from realbasicvsr.media.read import probe, read_frames
 
     info = probe(path)
     if info.num_frames:  # the whole clip is held in memory: fail before decoding a video that cannot fit
@@ -188,7 +188,7 @@ def _write_text(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from realbasicvsr.degrade import official, plan_from_json, plan_to_json, sample_plan
-    from realbasicvsr.degrade.sample import degrade_clip, full_frame_target
+    from realbasicvsr.degrade.training_sample import degrade_clip, full_frame_target
 
     kind = _output_kind(args.output)
     _check_paths(args)

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from realbasicvsr.errors import UserError
-    from realbasicvsr.offline_data import CameraConfig, DatasetConfig, build_dataset
+    from realbasicvsr.train.offline_data import CameraConfig, DatasetConfig, build_dataset
 
     if args.clips_per_image < 1 or args.frames < 2:
         raise UserError("--clips-per-image must be >= 1 and --frames >= 2")

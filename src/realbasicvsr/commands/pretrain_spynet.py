@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from realbasicvsr import flowtrain, offline_data
     from realbasicvsr.errors import UserError
+    from realbasicvsr.train import offline_data
+    from realbasicvsr.train.spynet import pretrain as flowtrain
 
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    config = flowtrain.FlowTrainConfig(
+    config = flowtrain.SpynetPretrainConfig(
         steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, init=args.init
     )
     out = Path(args.out)

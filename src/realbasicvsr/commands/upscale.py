@@ -37,7 +37,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from realbasicvsr.inference import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
+    from realbasicvsr.upscale.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", help="video file, folder of images (natural order) or one image")
@@ -107,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
     from fractions import Fraction
 
     from realbasicvsr.errors import UserError
-    from realbasicvsr.inference import UpscaleOptions, pick_device
-    from realbasicvsr.pipeline import upscale_video
-    from realbasicvsr.video_writer import EncodeSettings
+    from realbasicvsr.media.write import EncodeConfig
+    from realbasicvsr.upscale.run import upscale_video
+    from realbasicvsr.upscale.windows import UpscaleConfig, pick_device
     from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, weights_cache_dir
 
     weights = args.weights
     if weights is None:
-        from realbasicvsr.bundled import bundled_description, bundled_weights_path, verify_bundled
+        from realbasicvsr.weights.known import bundled_description, bundled_weights_path, verify_bundled
 
         cached = cached_known_weights(DEFAULT_WEIGHTS)
         if cached is not None:
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         dtype = "fp16" if device.startswith("cuda") else "fp32"
     if dtype == "fp16" and not device.startswith("cuda"):
         raise UserError(f"--dtype fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
-    options = UpscaleOptions(
+    options = UpscaleConfig(
         window=args.window,
         overlap=args.overlap,
         device=device,
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         outscale=args.outscale,
         out_size=args.size,
     )
-    encode = EncodeSettings(
+    encode = EncodeConfig(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
     )
 

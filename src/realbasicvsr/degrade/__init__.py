@@ -14,8 +14,8 @@ from realbasicvsr.degrade.plan import (
     plan_from_json,
     plan_to_json,
 )
-from realbasicvsr.degrade.sample import degrade_clip, full_frame_target, make_training_sample
-from realbasicvsr.degrade.sampler import sample_plan
+from realbasicvsr.degrade.random_plan import sample_plan
+from realbasicvsr.degrade.training_sample import degrade_clip, full_frame_target, make_training_sample
 
 __all__ = [
     "DegradationConfig",

@@ -8,7 +8,8 @@ inside the convolution ("post-ops"). PyTorch exposes this as `torch.ops.mkldnn._
 
 The fused path is used only where it is exact and available: CPU, no autograd (training keeps the plain ops),
 input and weights of one dtype or CPU autocast to bfloat16 (then cast as autocast would; only on CPUs whose oneDNN
-has a bf16 convolution), and a PyTorch built with oneDNN. Everything else falls back to the plain modules, so the model never depends on these private operators.
+has a bf16 convolution), and a PyTorch built with oneDNN. Everything else falls back to the plain modules, so the
+model never depends on these private operators.
 """
 
 from __future__ import annotations

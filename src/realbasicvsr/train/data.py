@@ -177,7 +177,7 @@ class TrainDataset(Dataset):
         if cfg.degradation == "none":
             sample = bicubic_pair(gt, cfg.mirror)
         else:
-            from realbasicvsr.degrade.sample import make_training_sample
+            from realbasicvsr.degrade.training_sample import make_training_sample
 
             sample = make_training_sample(gt, rng, mirror=cfg.mirror, scale=SCALE)
         return {key: torch.from_numpy(np.ascontiguousarray(sample[key])) for key in ("lq", "gt", "gt_usm")}

@@ -22,18 +22,18 @@ import av
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.inference import UpscaleOptions, Upscaler, output_size
-from realbasicvsr.models.realbasicvsr import RealBasicVSR
-from realbasicvsr.video import IMAGE_EXTENSIONS, VideoInfo, probe, read_frames
-from realbasicvsr.video_writer import (
+from realbasicvsr.media.read import IMAGE_EXTENSIONS, VideoInfo, probe, read_frames
+from realbasicvsr.media.write import (
     CONTAINER_FORMATS,
-    EncodeSettings,
+    EncodeConfig,
     ImageFolderWriter,
     ImageWriter,
     VideoWriter,
     check_codec,
     container_format,
 )
+from realbasicvsr.models.realbasicvsr import RealBasicVSR
+from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, output_size
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -110,8 +110,8 @@ def upscale_video(
     *,
     model: RealBasicVSR | None = None,
     weights: str | Path | None = None,
-    options: UpscaleOptions | None = None,
-    encode: EncodeSettings | None = None,
+    options: UpscaleConfig | None = None,
+    encode: EncodeConfig | None = None,
     overwrite: bool = False,
     fps: Fraction | None = None,
     copy_streams: bool = True,
@@ -124,8 +124,8 @@ def upscale_video(
     frame rate of a video made from images (default 25). Audio/subtitle streams are copied when `copy_streams`.
     Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
-    options = options or UpscaleOptions()
-    encode = encode or EncodeSettings()
+    options = options or UpscaleConfig()
+    encode = encode or EncodeConfig()
     output = Path(output_path)
     info = probe(input_path)
     kind = output_kind(info, output)

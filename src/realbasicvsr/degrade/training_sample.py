@@ -12,7 +12,7 @@ import numpy as np
 from realbasicvsr.degrade import ops
 from realbasicvsr.degrade.config import DegradationConfig, official
 from realbasicvsr.degrade.plan import DegradationPlan, apply_plan_frames
-from realbasicvsr.degrade.sampler import sample_plan
+from realbasicvsr.degrade.random_plan import sample_plan
 
 
 def _check_uint8_clip(gt_frames: np.ndarray, scale: int) -> None:

@@ -1,6 +1,6 @@
 """Evidence that the bundled compact model works: our model against bicubic x4, measured, with a contact sheet.
 
-    python -m realbasicvsr.bundled.evidence --heldout DIR [--weights FILE] [--out docs/compact_model]
+    python scripts/compact_model_evidence.py --heldout DIR [--weights FILE] [--out docs/compact_model]
 
 1. Held-out clips (`realbasicvsr make-dataset DIR --split heldout`: photographs never used for training) degraded
    by our training pipeline (`realbasicvsr.degrade.make_training_sample`, fixed seeds): PSNR/SSIM (Y channel,
@@ -73,7 +73,7 @@ def no_reference(
 ) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
     """NIQE/BRISQUE of bicubic and of the model on the real clip; also returns one frame of each for the sheet."""
     from realbasicvsr.metrics import brisque, niqe
-    from realbasicvsr.offline_data import load_video
+    from realbasicvsr.train.offline_data import load_video
 
     lq = torch.from_numpy(load_video(REAL_CLIP, max_frames=frames)).permute(0, 3, 1, 2).float().div(255.0)
     result: dict[str, object] = {"clip": f"{REAL_CLIP}.mp4", "frames_scored": list(range(0, len(lq), every))}
@@ -109,8 +109,7 @@ def nearest_x4(frame: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from realbasicvsr.bundled import bundled_weights_path
-    from realbasicvsr.weights import load_generator
+    from realbasicvsr.weights import bundled_weights_path, load_generator
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--heldout", required=True, type=Path, help="folder from make-dataset --split heldout")

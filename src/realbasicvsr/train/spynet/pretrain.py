@@ -7,8 +7,8 @@ the sampling done exactly as `flow_warp` does (bilinear, `align_corners=True`) o
 
 Training supervises every pyramid level (end-point error against the average-pooled ground truth), with Adam and a
 cosine learning rate, starting from a network whose levels already compute a normal-flow estimate
-(`realbasicvsr.flowinit`): from a zero-flow or random start, SPyNet stays on the zero-flow plateau far longer than a
-CPU run lasts.
+(`realbasicvsr.train.spynet.init_weights`): from a zero-flow or random start, SPyNet stays on the zero-flow plateau
+far longer than a CPU run lasts.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realbasicvsr import flowinit
 from realbasicvsr.errors import UserError
 from realbasicvsr.models.blocks import flow_warp
 from realbasicvsr.models.spynet import SPyNet, level_inputs
+from realbasicvsr.train.spynet import init_weights as flowinit
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,16 @@ class MotionConfig:
 
 
 @dataclass(frozen=True)
-class FlowTrainConfig:
+class SpynetPretrainConfig:
     steps: int = 2000
     batch_size: int = 16
     crop: int = 64  # a multiple of 32 (SPyNet's pyramid)
     lr: float = 3e-5  # small: larger rates (2e-4, 1e-3) undid the wired start in our runs
     seed: int = 0
     eval_pairs: int = 64
-    # "gradient": start from the wired normal-flow estimator of realbasicvsr.flowinit (leaves the zero-flow plateau
-    # at once); "zero": the zero-flow network (last convolutions zeroed), which stayed on the plateau in our runs.
+    # "gradient": start from the wired normal-flow estimator of realbasicvsr.train.spynet.init_weights (leaves the
+    # zero-flow plateau at once); "zero": the zero-flow network (last convolutions zeroed), which stayed on the
+    # plateau in our runs.
     init: str = "gradient"
     calibration_pairs: int = 32
     motion: MotionConfig = MotionConfig()
@@ -226,7 +227,7 @@ def train_step(
 
 
 def pretrain(
-    config: FlowTrainConfig,
+    config: SpynetPretrainConfig,
     train_images: list[np.ndarray],
     eval_pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     log: Callable[[str], None] = print,
@@ -302,5 +303,5 @@ def load_spynet_file(path: str | Path) -> SPyNet:
     return spynet.eval()
 
 
-def config_dict(config: FlowTrainConfig) -> dict[str, object]:
+def config_dict(config: SpynetPretrainConfig) -> dict[str, object]:
     return asdict(config)

@@ -1,4 +1,4 @@
-"""Reading and writing generator weights.
+"""Reading and writing generator weight files.
 
 Two formats are read:
 - the official mmediting/OpenMMLab checkpoint as published (legacy torch serialisation, `{'meta', 'state_dict'}`
@@ -17,92 +17,17 @@ import pickle
 import re
 import struct
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.models.realbasicvsr import OFFICIAL_INFERENCE_THRESHOLD, ModelConfig, RealBasicVSR
+from realbasicvsr.weights.known import resolve_weights
 
 CONFIG_METADATA_KEY = "realbasicvsr_model_config"
 FORMAT_METADATA_KEY = "realbasicvsr_format"
 RELEASE_FORMAT_VERSION = "1"
-
-
-@dataclass(frozen=True)
-class KnownWeights:
-    """A published weights file that `resolve_weights` can download by name."""
-
-    name: str
-    url: str
-    filename: str
-    sha256_prefix: str
-    description: str
-
-
-# name -> published file. The official x4 release (stage 2, GAN) of RealBasicVSR.
-KNOWN_WEIGHTS: dict[str, KnownWeights] = {
-    "realbasicvsr_x4": KnownWeights(
-        name="realbasicvsr_x4",
-        url="https://download.openmmlab.com/mmediting/restorers/real_basicvsr/"
-        "realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
-        filename="realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
-        sha256_prefix="52f77c2c",
-        description="official RealBasicVSR x4 release (c64b20, REDS, stage 2 with GAN), OpenMMLab",
-    ),
-}
-DEFAULT_WEIGHTS = "realbasicvsr_x4"
-
-
-def weights_cache_dir() -> Path:
-    """Where downloaded weights live: the usual torch hub cache (`$TORCH_HOME/hub/checkpoints`)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def cached_known_weights(name: str) -> Path | None:
-    """The cached file of a known name, or None when it has not been downloaded."""
-    path = weights_cache_dir() / KNOWN_WEIGHTS[name].filename
-    return path if path.is_file() else None
-
-
-def resolve_weights(name_or_path: str | Path, *, download: bool = True) -> Path:
-    """Turn a path or a known name (see `KNOWN_WEIGHTS`) into a local file, downloading a known one if needed."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    name = str(name_or_path)
-    if name not in KNOWN_WEIGHTS:
-        if path.exists():
-            raise UserError(f"weights path {path} is not a file")
-        known = ", ".join(KNOWN_WEIGHTS)
-        raise UserError(
-            f"weights {name!r} not found: give the path of a .pth/.safetensors file or a known name ({known})"
-        )
-    info = KNOWN_WEIGHTS[name]
-    target = weights_cache_dir() / info.filename
-    if target.is_file():
-        return target
-    if not download:
-        raise UserError(_offline_message(info, target, "downloading is disabled"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # Writes to a temporary file, checks the sha256 prefix, then moves into place.
-        torch.hub.download_url_to_file(info.url, str(target), hash_prefix=info.sha256_prefix, progress=True)
-    except OSError as error:  # URLError and socket errors are OSErrors
-        raise UserError(_offline_message(info, target, f"download failed: {error}")) from error
-    except RuntimeError as error:  # torch.hub raises RuntimeError on a hash mismatch
-        raise UserError(
-            f"downloaded {info.url} but its sha256 does not start with {info.sha256_prefix}: {error}"
-        ) from error
-    return target
-
-
-def _offline_message(info: KnownWeights, target: Path, reason: str) -> str:
-    return (
-        f"the {info.name} weights are not cached and {reason}. Download {info.url} on a machine with internet "
-        f"and put it at {target} (or pass its path with --weights)"
-    )
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.video import ColorInfo, Frame, VideoInfo
+from realbasicvsr.media.read import ColorInfo, Frame, VideoInfo
 
 CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
@@ -29,7 +29,7 @@ _TAGS = {"ITU709": (1, 1, 1), "ITU601": (6, 6, 6), "SMPTE240M": (7, 7, 7), "BT20
 
 
 @dataclass(frozen=True)
-class EncodeSettings:
+class EncodeConfig:
     """Encoder control. `crf=None` takes the codec's default; `lossless` overrides CRF (x264 qp 0, x265/VP9
     lossless=1, FFV1 always); `pix_fmt=None` picks yuv420p (yuv420p10le for >8-bit sources; yuv444p when lossless,
     RGB (bgr0 / gbrp16le) for FFV1 so that lossless really is lossless in RGB)."""
@@ -85,7 +85,7 @@ def container_format(path: Path) -> str:
     return fmt
 
 
-def check_codec(settings: EncodeSettings, fmt: str, path: Path, bit_depth: int = 8) -> None:
+def check_codec(settings: EncodeConfig, fmt: str, path: Path, bit_depth: int = 8) -> None:
     """Fail before any work when the codec is unknown, missing from this FFmpeg, or not storable in the container."""
     if settings.codec not in CODECS:
         raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}")
@@ -120,7 +120,7 @@ class VideoWriter:
         width: int,
         height: int,
         source: VideoInfo,
-        settings: EncodeSettings,
+        settings: EncodeConfig,
         fps: Fraction,
         copy_streams: bool = True,
     ) -> None:

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realbasicvsr.media.read import Frame
 from realbasicvsr.models.basicvsr import is_mirror_extended
 from realbasicvsr.models.blocks import flow_warp
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
-from realbasicvsr.video import Frame
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Chosen by measurement (benchmarks/bench_upscale.py, README): with the forward state carried exactly, 12 frames of
@@ -43,7 +43,7 @@ STRIPE_HALO = 2  # LR rows: the x4 stage reads 2 beyond a pixel (3x3 convs at 1x
 
 
 @dataclass(frozen=True)
-class UpscaleOptions:
+class UpscaleConfig:
     """How to run the model. `out_size` (width, height) or `outscale` (relative to the input) resize the x4 output
     with an antialiased bicubic filter; both None keeps x4."""
 
@@ -86,7 +86,7 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-def output_size(width: int, height: int, options: UpscaleOptions) -> tuple[int, int]:
+def output_size(width: int, height: int, options: UpscaleConfig) -> tuple[int, int]:
     """(width, height) of the output frames for an input of `width` x `height`."""
     if options.out_size is not None:
         return options.out_size
@@ -114,8 +114,8 @@ class Upscaler:
     is moved to the device (and to channels_last when asked) in place.
     """
 
-    def __init__(self, model: RealBasicVSR, options: UpscaleOptions | None = None) -> None:
-        self.options = options or UpscaleOptions()
+    def __init__(self, model: RealBasicVSR, options: UpscaleConfig | None = None) -> None:
+        self.options = options or UpscaleConfig()
         if self.options.dtype == "fp16" and not self.options.device.startswith("cuda"):
             raise ValueError("fp16 is only supported on CUDA (use bf16 or fp32 on this device)")
         self.device = torch.device(self.options.device)

@@ -1,0 +1,1 @@
+"""SPyNet pretraining on synthetic motion (`pretrain`), started from a wired normal-flow estimator (`init_weights`)."""
