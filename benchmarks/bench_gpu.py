@@ -42,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]  # bench_train / bench_degrade helpers, make_clip
 
 from realbasicvsr.models.realbasicvsr import ModelConfig, RealBasicVSR  # noqa: E402
-from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler  # noqa: E402
+from realbasicvsr.upscale.config import UpscaleConfig  # noqa: E402
+from realbasicvsr.upscale.windows import Upscaler  # noqa: E402
 
 DEVICE = torch.device(os.environ.get("BENCH_GPU_DEVICE", "cuda"))  # cpu: a dry run of the logic
 CLI = [sys.executable, "-m", "realbasicvsr"]

@@ -29,7 +29,8 @@ from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, VideoWriter
 from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.upscale.run import upscale_video
-from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, to_image, to_tensor
+from realbasicvsr.upscale.config import UpscaleConfig
+from realbasicvsr.upscale.windows import Upscaler, to_image, to_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CHECKPOINT = REPO.parent / "shared" / "refvectors" / "small_c16b2_checkpoint.pth"

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from realbasicvsr.upscale.run import upscale_video
-    from realbasicvsr.upscale.windows import UpscaleConfig, pick_device
+    from realbasicvsr.upscale.config import UpscaleConfig, pick_device
 
     model, label, real = pick_model(args.weights)
     full_size = model.config.mid_channels >= 64

@@ -8,7 +8,8 @@ import torch
 
 from realbasicvsr.media.read import Frame
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, output_size, resize, to_image, to_tensor
+from realbasicvsr.upscale.config import UpscaleConfig, output_size
+from realbasicvsr.upscale.windows import Upscaler, resize, to_image, to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

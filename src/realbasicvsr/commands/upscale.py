@@ -37,7 +37,7 @@ def _nonneg_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from realbasicvsr.upscale.windows import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
+    from realbasicvsr.upscale.config import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", help="video file, folder of images (natural order) or one image")
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from realbasicvsr.errors import UserError
     from realbasicvsr.media.write import EncodeConfig
     from realbasicvsr.upscale.run import upscale_video
-    from realbasicvsr.upscale.windows import UpscaleConfig, pick_device
+    from realbasicvsr.upscale.config import UpscaleConfig, pick_device
     from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, weights_cache_dir
 
     weights = args.weights

@@ -195,6 +195,10 @@ def fast() -> DegradationConfig:
     return DegradationConfig(codec1=fast_codec, codec_final=fast_codec)
 
 
+# The named recipes, for configs (`data.degradation: fast`) and `realbasicvsr degrade --preset`.
+PRESETS = {"official": official, "fast": fast}
+
+
 def default_omega_range(kernel_size: int) -> tuple[float, float]:
     """Real-ESRGAN's sinc cut-off range used when a blur config gives none."""
     return (math.pi / 3, math.pi) if kernel_size < 13 else (math.pi / 5, math.pi)

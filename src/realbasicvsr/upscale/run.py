@@ -33,7 +33,8 @@ from realbasicvsr.media.write import (
     container_format,
 )
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
-from realbasicvsr.upscale.windows import UpscaleConfig, Upscaler, output_size
+from realbasicvsr.upscale.config import UpscaleConfig, output_size
+from realbasicvsr.upscale.windows import Upscaler
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
