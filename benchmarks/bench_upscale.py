@@ -28,8 +28,8 @@ import torch
 from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, VideoWriter
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.upscale.run import upscale_video
 from realbasicvsr.upscale.config import UpscaleConfig
+from realbasicvsr.upscale.run import upscale_video
 from realbasicvsr.upscale.windows import Upscaler, to_image, to_tensor
 
 REPO = Path(__file__).resolve().parents[1]

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=REPO / "demo_output")
     args = parser.parse_args(argv)
 
-    from realbasicvsr.upscale.run import upscale_video
     from realbasicvsr.upscale.config import UpscaleConfig, pick_device
+    from realbasicvsr.upscale.run import upscale_video
 
     model, label, real = pick_model(args.weights)
     full_size = model.config.mid_channels >= 64

@@ -14,8 +14,8 @@ from realbasicvsr.errors import UserError
 from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, write_image
 from realbasicvsr.models import ModelConfig, RealBasicVSR
-from realbasicvsr.upscale.run import _cpu_threads, upscale_video
 from realbasicvsr.upscale.config import UpscaleConfig
+from realbasicvsr.upscale.run import _cpu_threads, upscale_video
 from test_video import make_clip, packets_bytes, video_timing
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     from realbasicvsr.errors import UserError
     from realbasicvsr.media.write import EncodeConfig
-    from realbasicvsr.upscale.run import upscale_video
     from realbasicvsr.upscale.config import UpscaleConfig, pick_device
+    from realbasicvsr.upscale.run import upscale_video
     from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, weights_cache_dir
 
     weights = args.weights

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from realbasicvsr.media.read import Frame
-from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size
 from realbasicvsr.models.basicvsr import is_mirror_extended
 from realbasicvsr.models.blocks import flow_warp
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
+from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size
 
 SPYNET_BATCH_BYTES = 1 << 30  # memory cap for one SPyNet call (see _compute_flows)
 STRIPE_HALO = 2  # LR rows: the x4 stage reads 2 beyond a pixel (3x3 convs at 1x, 2x, 4x + bilinear; 1 fails tests)
