@@ -1,7 +1,9 @@
 """Command-line entry point: `realbasicvsr <command> ...`.
 
-Each command lives in `realbasicvsr.commands.<name>` and provides `add_arguments(parser)` and `run(args) -> int`.
-Command modules import their heavy dependencies inside `run`, so `--help` stays fast.
+Each command lives in `realbasicvsr.commands.<name>` and provides `add_arguments(parser)` and `run(args) -> int`,
+and may provide `FLAGS`: setting name -> the flag that sets it, so that a library error about a setting
+(`UserError.option`) is printed with the flag to change. Command modules import their heavy dependencies inside
+`run`, so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"realbasicvsr.commands.{name.replace('-', '_')}")
         command_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run)
+        command_parser.set_defaults(_run=module.run, _flags=getattr(module, "FLAGS", {}))
     return parser
 
 
@@ -51,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as error:
-        print(f"realbasicvsr {args.command}: error: {error}", file=sys.stderr)
+        print(f"realbasicvsr {args.command}: error: {one_line(error, args._flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"realbasicvsr {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(error: UserError, flags: dict[str, str]) -> str:
+    """The error as one line, naming the flag that sets `error.option` when this command has one."""
+    text = " ".join(str(error).split())
+    flag = flags.get(error.option) if error.option else None
+    return f"{text} (set with {flag})" if flag else text
