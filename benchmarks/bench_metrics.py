@@ -23,8 +23,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from realbasicvsr.media.clips import read_image  # noqa: E402
 from realbasicvsr.metrics import brisque, niqe, psnr, ssim  # noqa: E402
 from realbasicvsr.metrics.color import prepare  # noqa: E402
 from realbasicvsr.metrics.imresize import imresize  # noqa: E402
@@ -34,7 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def make_frame(seed: int = 0) -> np.ndarray:
-    source = np.asarray(Image.open(SHARED / "iqa_calib" / "I06.bmp").convert("RGB")).astype(np.float64)
+    source = read_image(SHARED / "iqa_calib" / "I06.bmp").astype(np.float64)
     enlarged = imresize(source, output_shape=(720, 1280))
     noise = np.random.default_rng(seed).normal(0, 2, enlarged.shape)
     return np.clip(np.floor(enlarged + noise + 0.5), 0, 255).astype(np.uint8)

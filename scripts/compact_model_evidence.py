@@ -41,15 +41,14 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 def degraded_heldout(folder: Path, seed: int = 0, frames: int = 10) -> list[tuple[str, torch.Tensor, np.ndarray]]:
     """(name, LQ (T, 3, h, w), GT uint8 (T, H, W, 3)) per clip (its first `frames`), degraded with a fixed seed."""
-    from PIL import Image
-
     from realbasicvsr.degrade import make_training_sample
+    from realbasicvsr.media.clips import clip_folders, read_image
 
     clips = []
-    for index, clip_dir in enumerate(sorted(p for p in folder.iterdir() if p.is_dir())):
-        gt = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in sorted(clip_dir.glob("*.png"))[:frames]])
+    for index, clip in enumerate(clip_folders(folder)):
+        gt = np.stack([read_image(f) for f in clip.frames[:frames]])
         sample = make_training_sample(gt, np.random.default_rng([seed, index]), mirror=False)
-        clips.append((clip_dir.name, torch.from_numpy(sample["lq"]), gt))
+        clips.append((clip.name, torch.from_numpy(sample["lq"]), gt))
     return clips
 
 
@@ -99,9 +98,10 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], path: Path) -
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             sheet.paste(Image.fromarray(img), (c * width, 16 + r * height))
-    tmp = path.with_name(path.name + ".tmp.png")
-    sheet.save(tmp)
-    tmp.replace(path)
+    from realbasicvsr.media.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        sheet.save(tmp, format="PNG")
 
 
 def nearest_x4(frame: torch.Tensor) -> np.ndarray:
@@ -109,6 +109,7 @@ def nearest_x4(frame: torch.Tensor) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from realbasicvsr.media.files import write_text_atomic
     from realbasicvsr.weights import bundled_weights_path, load_generator
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     real, real_bicubic, real_ours = no_reference(model)
     evidence["real"] = real
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "evidence.json").write_text(json.dumps(evidence, indent=2) + "\n")
+    write_text_atomic(args.out / "evidence.json", json.dumps(evidence, indent=2) + "\n")
     print(json.dumps(evidence, indent=2))
     rows = []
     for _, lq, gt in clips[:2]:

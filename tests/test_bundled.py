@@ -43,6 +43,7 @@ def test_a_corrupted_bundled_file_is_detected(tmp_path):
         verify_bundled(copy)
 
 
+@pytest.mark.slow
 def test_bundled_model_beats_bicubic_on_a_held_out_photograph():
     from realbasicvsr.degrade import make_training_sample
     from realbasicvsr.metrics import psnr

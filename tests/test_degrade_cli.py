@@ -117,3 +117,41 @@ def test_memory_check_names_the_fix():
     check_memory(100, 720, 1280, 19, 2**30)  # the suggested limit is accepted
     with pytest.raises(UserError):
         check_memory(100, 720, 1280, 20, 2**30)
+
+
+def test_preset_fast_changes_only_the_codec_preset(tmp_path, clean_video, capsys):
+    plans = {}
+    for preset in ("official", "fast"):
+        out, plan = tmp_path / f"{preset}.mkv", tmp_path / f"{preset}.json"
+        argv = ["degrade", str(clean_video), str(out), "--seed", "3", "--plan-out", str(plan), "--preset", preset]
+        assert main(argv) == 0
+        frames, _ = _read_video(out)
+        assert frames.shape == (6, 18, 24, 3)  # a valid output either way
+        plans[preset] = json.loads(plan.read_text())
+    codec_steps = {p: [s for s in plans[p]["steps"] if s["op"] == "codec"] for p in plans}
+    assert codec_steps["official"] and all(s["x264_preset"] is None for s in codec_steps["official"])
+    assert all(s["x264_preset"] == "veryfast" for s in codec_steps["fast"])
+    # the same seed draws the same plan otherwise: only the recorded encoder preset differs
+    for step in plans["fast"]["steps"]:
+        step.pop("x264_preset", None)
+    for step in plans["official"]["steps"]:
+        step.pop("x264_preset", None)
+    assert plans["fast"] == plans["official"]
+    assert not list(tmp_path.glob(".*partial*"))  # no temporary files left behind
+    with pytest.raises(SystemExit) as exit_info:
+        main(["degrade", str(clean_video), str(tmp_path / "x.mkv"), "--preset", "slow"])
+    assert exit_info.value.code == 2 and "invalid choice: 'slow'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["degrade", "--help"])
+    assert "--preset {official,fast}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_library_errors_get_the_flag_on_the_command_line(tmp_path, clean_video, capsys):
+    from realbasicvsr.degrade.video import degrade_video
+    from realbasicvsr.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        degrade_video(clean_video, tmp_path / "x.mkv", scale=0)
+    assert error.value.option == "scale" and "--" not in str(error.value)
+    assert main(["degrade", str(clean_video), str(tmp_path / "x.mkv"), "--scale", "0"]) == 1
+    assert "(set with --scale)" in capsys.readouterr().err

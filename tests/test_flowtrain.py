@@ -22,10 +22,10 @@ from realbasicvsr.train.spynet.pretrain import (
     make_pair,
     pretrain,
     pyramid_flows,
-    save_spynet,
     train_step,
     zero_init,
 )
+from realbasicvsr.weights.release import save_spynet
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,7 @@ def test_zero_init_predicts_zero_flow():
         assert spynet(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)).abs().max() == 0
 
 
+@pytest.mark.slow
 def test_a_few_steps_of_pretraining_lower_the_end_point_error(photo):
     torch.set_num_threads(1)
     motion = MotionConfig(max_translation=2.0, max_rotation_deg=0.0, max_zoom=0.0, smooth_amplitude=0.0)
@@ -124,7 +125,7 @@ def test_bad_inputs_raise_user_errors(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(UserError, match="not a SPyNet file"):
+    with pytest.raises(UserError, match="not a SPyNet checkpoint"):
         load_spynet_file(tmp_path / "other.safetensors")
 
 

@@ -63,8 +63,9 @@ def test_missing_parameter_folder_is_a_user_error(tmp_path, monkeypatch) -> None
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     from realbasicvsr.metrics import params
 
-    with pytest.raises(UserError, match="--params-dir"):
+    with pytest.raises(UserError, match="give its folder as params_dir") as caught:
         params.param_file("brisque/allmodel", tmp_path / "empty", allow_download=False)
+    assert caught.value.option == "params_dir"  # the evaluate command adds "(set with --params-dir)"
 
 
 def test_download_checks_sha256(tmp_path, monkeypatch) -> None:

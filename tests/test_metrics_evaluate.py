@@ -183,3 +183,12 @@ def test_pirm_protocol_with_nrqm_model(tmp_path) -> None:
     expected_pi = perceptual_index(frame, params_dir=params, model_path=model)
     assert scores["pi"] == pytest.approx(expected_pi, abs=1e-12)
     assert scores["pi"] == pytest.approx(((10 - scores["nrqm"]) + scores["niqe"]) / 2, abs=1e-12)
+
+
+def test_command_lists_match_the_library() -> None:
+    """The command keeps light copies of the metric and protocol names (its --help must not import scipy)."""
+    from realbasicvsr.commands import evaluate as command
+    from realbasicvsr.metrics import evaluate as library
+
+    assert command.METRIC_NAMES == library.METRIC_NAMES
+    assert tuple(library.PROTOCOLS) == command.PROTOCOLS

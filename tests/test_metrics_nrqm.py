@@ -55,6 +55,7 @@ def image() -> np.ndarray:
     return np.asarray(Image.open(shared_path("iqa_calib", "I04.bmp")).convert("RGB"))[:200, :200]
 
 
+@pytest.mark.slow
 def test_forest_and_linear_combination_follow_the_model(tmp_path, image) -> None:
     f1, f2, f3 = nrqm_features(prepare(image, "y", 0))
     deep = [  # three levels: x[2] <= f1[1] (true) -> node 2 splits x[5] <= f1[4] - 1 (false) -> node 5

@@ -217,6 +217,7 @@ def test_fused_path_is_used_only_without_autograd_and_for_fp32_or_bf16() -> None
         assert not fused.can_fuse(x.double(), conv)  # dtype differs from the weights'
 
 
+@pytest.mark.slow
 def test_fused_bf16_autocast_stays_close_to_plain_autocast(small_checkpoint) -> None:
     from realbasicvsr.models import fused
 
@@ -249,3 +250,91 @@ def test_upsampling_with_reordered_subpixels_equals_the_plain_shuffle(size) -> N
         )
     assert out.shape == (2, 4, 2 * size[0], 2 * size[1])
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------- the recurrence with a carried state, stripes, SPyNet in batches
+def _moving(t: int, h: int = 12, w: int = 16) -> torch.Tensor:
+    """(1, t, 3, h, w): smooth content drifting 1 px per frame, so that flows and propagation carry information."""
+    yy, xx = torch.meshgrid(torch.arange(h + t), torch.arange(w + t), indexing="ij")
+    scene = torch.stack([torch.sin(xx / 3.0), torch.cos(yy / 4.0), torch.sin((xx + yy) / 5.0)]) * 0.4 + 0.5
+    return torch.stack([scene[:, i : i + h, i : i + w] for i in range(t)]).unsqueeze(0)
+
+
+def _drain(generator) -> tuple[list[torch.Tensor], object]:
+    """All outputs of a generator and its return value."""
+    outputs = []
+    while True:
+        try:
+            outputs.append(next(generator))
+        except StopIteration as end:
+            return outputs, end.value
+
+
+def test_propagate_carries_the_forward_state_across_calls(one_thread) -> None:
+    """Two calls joined by the returned state, with look-ahead to the end of the clip, give the one-call output up
+    to float rounding (the second call's flows come from a smaller SPyNet batch); without the state they do not."""
+    bvsr = RealBasicVSR(ModelConfig(4, 1, 1)).eval().basicvsr
+    lrs = _moving(7)
+    with torch.inference_mode():
+        whole, _ = _drain(bvsr.propagate(lrs))
+        first, state = _drain(bvsr.propagate(lrs, keep=3))
+        rest, end = _drain(bvsr.propagate(lrs[:, 3:], state=state))
+        cold, _ = _drain(bvsr.propagate(lrs[:, 3:]))
+    assert len(first) == 3 and len(rest) == 4
+    assert torch.equal(state.lr, lrs[:, 2]) and torch.equal(end.lr, lrs[:, 6])
+    torch.testing.assert_close(torch.stack(first + rest), torch.stack(whole), atol=1e-5, rtol=0)
+    assert (torch.stack(cold) - torch.stack(whole[3:])).abs().max() > 1e-4  # the state matters for this model
+    with torch.inference_mode():
+        assert torch.equal(torch.stack(list(bvsr.iter_outputs(lrs))), torch.stack(whole))
+
+
+@pytest.mark.parametrize("keep", [0, 4])
+def test_propagate_keeps_between_one_and_all_frames(keep: int) -> None:
+    bvsr = RealBasicVSR(ModelConfig(4, 1, 1)).eval().basicvsr
+    with pytest.raises(ValueError, match="keep"), torch.no_grad():
+        next(bvsr.propagate(_moving(3), keep=keep))
+
+
+def test_flows_in_capped_batches_equal_one_batch(one_thread) -> None:
+    bvsr = RealBasicVSR(ModelConfig(4, 1, 1)).eval().basicvsr
+    lrs = torch.cat([_moving(5), _moving(5).flip(-1)])  # n = 2: batches hold whole frame pairs of both clips
+    with torch.inference_mode():
+        backward, forward = bvsr.compute_flows(lrs)
+        capped_backward, capped_forward = bvsr.compute_flows(lrs, forward_pairs=2, max_batch_bytes=1)
+    assert capped_backward.shape == backward.shape and capped_forward.shape == (2, 2, 2, 12, 16)
+    assert backward.abs().max() > 0.1  # the flows are not trivial
+    torch.testing.assert_close(capped_backward, backward, atol=1e-6, rtol=0)
+    torch.testing.assert_close(capped_forward, forward[:, :2], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("height", "stripe_pixels"), [(13, 3 * 9), (13, 1), (13, 12 * 9), (4, 9)])
+def test_x4_stage_in_stripes_equals_one_piece(one_thread, channels_last: bool, height: int, stripe_pixels: int) -> None:
+    torch.manual_seed(1)
+    model = RealBasicVSR(ModelConfig(8, 1, 1)).eval().use_channels_last(channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    lr, backward, forward = (torch.rand(1, c, height, 9).contiguous(memory_format=fmt) for c in (3, 8, 8))
+    with torch.inference_mode():
+        whole = model.basicvsr.reconstruct(lr, backward, forward)
+        striped = model.basicvsr.reconstruct(lr, backward, forward, stripe_pixels=stripe_pixels)
+    assert striped.shape == whole.shape == (1, 3, 4 * height, 36)
+    torch.testing.assert_close(striped, whole, atol=1e-5, rtol=0)
+
+
+def test_stream_window_cleans_the_lookahead_once_at_the_same_precision(one_thread) -> None:
+    model = RealBasicVSR(ModelConfig(4, 1, 1)).eval()
+    cleaned_frames: list[int] = []
+    model.image_cleaning.register_forward_hook(lambda _m, args, _out: cleaned_frames.append(args[0].shape[0]))
+    lq = _moving(6)
+    with torch.inference_mode():
+        first, state = _drain(model.stream_window(lq[:, :4], keep=2))
+        assert state.lookahead is not None and state.lookahead.shape[1] == 2 and sum(cleaned_frames) == 4
+        cleaned_frames.clear()
+        reused, _ = _drain(model.stream_window(lq[:, 2:], keep=4, state=state))
+        assert sum(cleaned_frames) == 2  # frames 2 and 3 came cleaned from the first window
+        cleaned_frames.clear()
+        # A look-ahead cleaned at another precision (a fp32 redo after a bf16 window) is cleaned afresh.
+        afresh, end = _drain(model.stream_window(lq[:, 2:], keep=4, state=state, autocast_dtype=torch.bfloat16))
+        assert sum(cleaned_frames) == 4 and end.lookahead is None and end.autocast_dtype == torch.bfloat16
+    assert len(first) == 2 and len(reused) == 4
+    torch.testing.assert_close(torch.stack(afresh), torch.stack(reused), atol=1e-6, rtol=0)

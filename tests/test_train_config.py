@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from realbasicvsr.cli import main
-from realbasicvsr.errors import UserError
-from realbasicvsr.train.config import PRESETS, config_from_dict, load_config, stage1, stage2
+from realbasicvsr.degrade.config import fast, official
+from realbasicvsr.errors import ConfigError, UserError
+from realbasicvsr.train.config import PRESETS, DataConfig, config_from_dict, dump_yaml, load_config, stage1, stage2
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,7 +41,7 @@ def test_toml_and_overrides(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('preset = "tiny"\n[optim]\nlr_g = 1e-5\n[data]\ndegradation = "none"\n')
     config = load_config(path, ["data.batch_size=4", "run.init_from=runs/s1", "optim.betas=[0.5, 0.9]"])
-    assert config.optim.lr_g == 1e-5 and config.data.degradation == "none" and config.data.batch_size == 4
+    assert config.optim.lr_g == 1e-5 and config.data.degradation is None and config.data.batch_size == 4
     assert config.run.init_from == "runs/s1" and config.optim.betas == (0.5, 0.9)
     assert config.model == PRESETS["tiny"]().model
 
@@ -57,7 +59,11 @@ def test_yaml_one_e_minus_four_is_a_number(tmp_path):
         ({"trainer": {}}, r"unknown config key\(s\) trainer"),
         ({"data": {"batch_size": "four"}}, "data.batch_size must be int"),
         ({"data": {"batch_size": True}}, "data.batch_size must be int"),
-        ({"data": {"degradation": "jpeg"}}, "data.degradation must be one of realworld, none"),
+        ({"data": {"degradation": "jpeg"}}, "data.degradation must be one of official, fast, none or a mapping"),
+        ({"data": {"degradation": {"noise1": {"sigma": 3}}}}, r"unknown config key\(s\) data.degradation.noise1.sigma"),
+        ({"data": {"degradation": {"blur1": {"prob": 2.0}}}}, r"data.degradation.blur1: prob must be in \[0, 1\]"),
+        ({"data": {"degradation": {"preset": "slow"}}}, "data.degradation.preset must be one of official, fast"),
+        ({"run": {"precision": "fp8"}}, "run.precision must be one of auto, fp32, bf16, fp16"),
         ({"data": {"gt_size": 100}}, "multiple of 8"),
         ({"optim": {"betas": [0.9]}}, "list of 2 values"),
         ({"optim": {"ema_decay": 1.0}}, r"ema_decay must be in \[0, 1\)"),
@@ -66,8 +72,55 @@ def test_yaml_one_e_minus_four_is_a_number(tmp_path):
     ],
 )
 def test_bad_configs_are_user_errors(data, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         config_from_dict(data)
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+    assert "\n" not in str(caught.value)
+
+
+def test_degradation_is_a_preset_none_or_a_partial_recipe(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: tiny\ndata:\n  degradation: fast\n")
+    assert load_config(path).data.degradation == fast()
+    path.write_text("preset: tiny\ndata:\n  degradation: none\n")
+    assert load_config(path).data.degradation is None
+    # A mapping changes only what it names; the rest stays the official recipe (nested sections included:
+    # noise2 keeps its second-order sigma range).
+    path.write_text("preset: tiny\ndata:\n  degradation:\n    noise2:\n      prob: 0.5\n    usm_weight: 0.3\n")
+    recipe = load_config(path).data.degradation
+    assert recipe == replace(official(), noise2=replace(official().noise2, prob=0.5), usm_weight=0.3)
+    # Over another preset, and with list-valued fields checked against their choices.
+    path.write_text(
+        "data:\n  degradation:\n    preset: fast\n    blur1: {kernel_types: [iso, sinc], kernel_probs: [0.5, 0.5]}\n"
+    )
+    recipe = load_config(path).data.degradation
+    assert recipe.codec1 == fast().codec1 and recipe.blur1.kernel_types == ("iso", "sinc")
+    path.write_text("data:\n  degradation:\n    blur1: {kernel_types: [iso, box], kernel_probs: [0.5, 0.5]}\n")
+    with pytest.raises(ConfigError, match=r"data\.degradation\.blur1\.kernel_types must be one of iso, aniso"):
+        load_config(path)
+    # Python code may name a preset too.
+    assert DataConfig(degradation="fast").degradation == fast() and DataConfig(degradation="none").degradation is None
+
+
+@pytest.mark.parametrize("degradation", ["official", "fast", "none", "custom"])
+def test_run_configs_round_trip_through_yaml(tmp_path, degradation):
+    recipe = (
+        replace(fast(), jpeg2=replace(fast().jpeg2, quality_range=(40.0, 90.0)))
+        if degradation == "custom"
+        else degradation
+    )
+    config = replace(stage2(), data=DataConfig(degradation=recipe, batch_size=4))
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_yaml(config))
+    assert load_config(path) == config
+    text = path.read_text()
+    assert (f"degradation: {degradation}" in text) == (degradation != "custom")
+
+
+def test_old_run_configs_say_realworld_for_the_official_recipe():
+    data = stage1().to_dict()
+    data["data"]["degradation"] = "realworld"  # as saved in checkpoints before the recipes had names
+    assert config_from_dict(data) == stage1()
 
 
 def test_bad_sources(tmp_path):

@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_gloo_processes_end_with_identical_parameters(tmp_path):
     data = make_clips(tmp_path / "data", n_clips=3, n_frames=4, size=(32, 40))

@@ -17,9 +17,18 @@ import torch
 
 import realbasicvsr.train.loop as loop
 from realbasicvsr.cli import main
+from realbasicvsr.degrade.config import fast
 from realbasicvsr.errors import UserError
 from realbasicvsr.models import ModelConfig
-from realbasicvsr.train.config import CheckpointConfig, DataConfig, LogConfig, LossConfig, OptimConfig
+from realbasicvsr.train.config import (
+    CheckpointConfig,
+    DataConfig,
+    LogConfig,
+    LossConfig,
+    OptimConfig,
+    load_config,
+    stage1,
+)
 from realbasicvsr.train.loop import train
 from realbasicvsr.train.state import list_checkpoints, load_checkpoint
 from test_train_data import make_clips, tiny_config
@@ -65,6 +74,33 @@ def test_tiny_model_overfits_a_tiny_set(tmp_path):
     assert len(totals) == 25
     first, last = sum(totals[:3]) / 3, sum(totals[-5:]) / 5
     assert last < 0.6 * first, totals
+
+
+def test_a_degradation_preset_in_yaml_reaches_the_training_samples(tmp_path, data_dir, monkeypatch):
+    """`data.degradation: fast` in a config file: the samples of a real (tiny) step use x264's veryfast preset,
+    and the run's config.yaml says `fast` again."""
+    pytest.importorskip("cv2")
+    from realbasicvsr.degrade import codec
+
+    presets = []
+    real_encode = codec.encode_yuv
+
+    def spy(*args, **kwargs):
+        presets.append(kwargs.get("x264_preset"))
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(codec, "encode_yuv", spy)
+    path = tmp_path / "fast.yaml"
+    path.write_text(
+        "preset: tiny\nmodel: {mid_channels: 4, num_propagation_blocks: 1, num_cleaning_blocks: 1}\n"
+        "data: {degradation: fast, num_frames: 2, gt_size: 32, batch_size: 1, workers: 0}\n"
+    )
+    config = load_config(path)
+    assert config.data.degradation == fast()
+    assert train(config, data_dir, tmp_path / "run", max_steps=1, stream=io.StringIO()).step == 1
+    assert presets and set(presets) == {"veryfast"}  # both codec steps of the sample, fast() settings
+    assert "degradation: fast" in (tmp_path / "run" / "config.yaml").read_text()
+    assert load_config(tmp_path / "run" / "config.yaml") == replace(config, run=replace(config.run, steps=1))
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, data_dir, run_a):
@@ -146,7 +182,7 @@ def test_gpu_out_of_memory_names_the_batch_and_the_fix(tmp_path, data_dir, monke
     message = str(caught.value)
     assert "out of GPU memory at step 3: 2 sequences per GPU of 6 frames, GT 32x32, fp32" in message
     assert "lower data.batch_size" in message and "run.precision=bf16" in message
-    assert "step_00000002.pt" in message and "--resume auto" in message
+    assert "step_00000002.pt" in message and "resume=auto" in message and caught.value.option == "resume"
     assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
 
 
@@ -162,6 +198,7 @@ def test_validation_logs_psnr_ssim_and_saves_strips(tmp_path, data_dir):
         assert strip.size == (3 * 64, 48)  # LQ (x4 nearest) | output | GT
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits(tmp_path, data_dir):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "realbasicvsr", "train", "tiny", "data.degradation=none", "data.workers=0",
@@ -224,3 +261,7 @@ def test_resuming_with_a_changed_config_names_the_changes():
     current = gan_config(optim=OptimConfig(lr_g=5e-5)).to_dict()
     current["run"]["steps"] = 99  # --max-steps: not a change worth a warning
     assert loop._changed_keys(saved, current) == ["optim.lr_g"]
+    # A checkpoint from before the recipes had names says `realworld`: the official recipe, not a change.
+    old = stage1().to_dict()
+    old["data"]["degradation"] = "realworld"
+    assert loop._changed_keys(loop._as_current(old), stage1().to_dict()) == []

@@ -161,6 +161,7 @@ def test_zero_weights_remove_networks():
 
 
 # fp16 covers autocast and the gradient scaler (bf16 is the same path without the scaler); CPU autocast is slow.
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16"])
 def test_mixed_precision_steps_and_scaler_state(precision, tmp_path):
     from realbasicvsr.train.setup import restore, training_state

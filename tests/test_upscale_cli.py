@@ -16,6 +16,7 @@ from realbasicvsr.media.write import EncodeConfig, write_image
 from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.upscale.config import UpscaleConfig
 from realbasicvsr.upscale.run import _cpu_threads, upscale_video
+from realbasicvsr.weights import bundled_weights_path
 from test_video import make_clip, packets_bytes, video_timing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -166,8 +167,43 @@ def test_missing_default_weights_say_what_to_do(tmp_path, capsys, monkeypatch):
     source = tmp_path / "in.mp4"
     make_clip(source, frames=2, width=24, height=16)
     err = error_of(capsys, source, tmp_path / "out.mp4")
-    assert "--weights realbasicvsr_x4 to download" in err and "--weights PATH" in err
+    # The library names the setting (weights), the command line adds its flag.
+    assert "set the weights to 'realbasicvsr_x4' to download them once" in err and "path of a .pth" in err
+    assert "offline: download https://download.openmmlab.com/" in err and err.endswith("(set with --weights)")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_python_api_uses_the_default_weights_offline(tmp_path, monkeypatch):
+    """`upscale_video(in, out)` needs no weights argument: with nothing cached it runs the bundled model (no
+    download), and the result says which weights ran. "auto" device and dtype are settled by the library."""
+    from realbasicvsr.weights import bundled_description
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    result = upscale_video(source, out, options=UpscaleConfig(device="auto", dtype="auto"))
+    assert result.frames == 2 and probe(out).num_frames == 2
+    assert result.weights.startswith(f"the {bundled_description()}") and "realbasicvsr_x4" in result.weights
+    # An explicit choice is reported as given.
+    result = upscale_video(source, out, weights=bundled_weights_path(), overwrite=True)
+    assert result.weights == str(bundled_weights_path())
+
+
+def test_library_errors_name_settings_and_the_command_adds_flags(tmp_path, weights, capsys):
+    source, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_clip(source, frames=2, width=24, height=16)
+    out.write_bytes(b"keep me")
+    with pytest.raises(UserError, match="overwrite=True") as caught:
+        upscale_video(source, out, weights=weights)
+    assert caught.value.option == "overwrite" and "--" not in str(caught.value)
+    with pytest.raises(UserError, match="dtype fp16 needs a CUDA device") as caught:
+        upscale_video(source, tmp_path / "new.mp4", weights=weights, options=UpscaleConfig(dtype="fp16"))
+    assert caught.value.option == "dtype" and "--" not in str(caught.value)
+    assert not (tmp_path / "new.mp4").exists()
+    err = error_of(capsys, source, out, "--weights", weights)
+    assert "use overwrite=True" in err and err.endswith("(set with --overwrite)")
+    assert error_of(capsys, source, out, "--weights", weights, "--window", 0).endswith("(set with --window)")
+    assert error_of(capsys, source, out, "--weights", weights, "--device", "tpu").endswith("(set with --device)")
 
 
 def test_existing_output_needs_overwrite(tmp_path, weights, capsys):

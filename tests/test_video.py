@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.read import Frame, natural_key, probe, read_frames
+from realbasicvsr.media.clips import natural_key
+from realbasicvsr.media.read import Frame, probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, VideoWriter, check_codec, write_image
 
 

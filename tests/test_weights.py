@@ -163,3 +163,39 @@ def test_offline_error_says_where_to_put_the_file(tmp_path: Path, monkeypatch) -
         resolve_weights("test_weights")
     with pytest.raises(UserError, match="downloading is disabled"):
         resolve_weights("test_weights", download=False)
+
+
+def test_one_writer_for_release_and_spynet_files(tmp_path: Path, monkeypatch) -> None:
+    """save_release and save_spynet share `write_safetensors`: the same sidecar layout, no fixed temporary names
+    left behind, and a failed write keeps the previous pair untouched."""
+    from realbasicvsr.models import SPyNet
+    from realbasicvsr.weights import load_spynet_weights, save_spynet
+
+    model = RealBasicVSR(ModelConfig(4, 1, 1))
+    release = save_release(model, tmp_path / "gen.safetensors", extra={"training_step": "7"})
+    sidecar = json.loads(release.with_suffix(".json").read_text())
+    assert list(sidecar) == ["format", "model_config", "weights_file", "sha256", "training_step"]
+    flow = save_spynet(model.basicvsr.spynet, tmp_path / "flow.safetensors", {"note": "test"})
+    flow_sidecar = json.loads(flow.with_suffix(".json").read_text())
+    assert list(flow_sidecar) == ["weights_file", "sha256", "note"]
+    assert flow_sidecar["sha256"] == hashlib.sha256(flow.read_bytes()).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "flow.json",
+        "flow.safetensors",
+        "gen.json",
+        "gen.safetensors",
+    ]
+    # Both files load into a fresh SPyNet (the release holds it under basicvsr.spynet.).
+    for source in (release, flow):
+        loaded = load_spynet_weights(SPyNet(), source).state_dict()
+        assert all(torch.equal(v, loaded[k]) for k, v in model.basicvsr.spynet.state_dict().items())
+
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_release(RealBasicVSR(ModelConfig(8, 1, 1)), release)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
+FLAGS = {"crop": "--crop", "step": "--step", "threshold": "--threshold"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="folder of clip folders with frames (e.g. REDS/train_sharp)")

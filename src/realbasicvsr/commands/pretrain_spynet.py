@@ -14,6 +14,9 @@ import argparse
 DEFAULT_OUT = "spynet_synthetic.safetensors"
 REAL_CLIPS = ("carphone_pristine", "bikes")
 
+# Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
+FLAGS = {"steps": "--steps", "batch_size": "--batch-size", "crop": "--crop", "init": "--init"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"weights file to write (default {DEFAULT_OUT})")
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from realbasicvsr.errors import UserError
     from realbasicvsr.train import offline_data
     from realbasicvsr.train.spynet import pretrain as flowtrain
+    from realbasicvsr.weights.release import save_spynet
 
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
@@ -88,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
             "results": results,
             "log": records,
         }
-        path = flowtrain.save_spynet(spynet, out, info)
+        path = save_spynet(spynet, out, info)
         print(f"wrote {path} and {path.with_suffix('.json')}")
     return 0

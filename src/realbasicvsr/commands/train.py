@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+# Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
+FLAGS = {"resume": "--resume"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter

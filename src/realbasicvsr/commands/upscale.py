@@ -10,6 +10,32 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from realbasicvsr.media.write import EncodeConfig
+    from realbasicvsr.upscale.config import UpscaleConfig
+
+# Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
+FLAGS = {
+    "weights": "--weights",
+    "device": "--device",
+    "dtype": "--dtype",
+    "window": "--window",
+    "overlap": "--overlap",
+    "outscale": "--outscale",
+    "overwrite": "--overwrite",
+    "codec": "--codec",
+    "crf": "--crf",
+    "preset": "--preset",
+    "pix_fmt": "--pix-fmt",
+    "copy_streams": "--no-copy-streams",
+}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -106,69 +132,11 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from fractions import Fraction
 
-    from realbasicvsr.errors import UserError
-    from realbasicvsr.media.write import EncodeConfig
-    from realbasicvsr.upscale.config import UpscaleConfig, pick_device
     from realbasicvsr.upscale.run import upscale_video
-    from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, weights_cache_dir
 
-    weights = args.weights
-    if weights is None:
-        from realbasicvsr.weights.known import bundled_description, bundled_weights_path, verify_bundled
-
-        cached = cached_known_weights(DEFAULT_WEIGHTS)
-        if cached is not None:
-            weights = cached
-            print(f"using the official {DEFAULT_WEIGHTS} weights ({cached})", file=sys.stderr)
-        else:
-            bundled = bundled_weights_path()
-            if bundled is None:
-                raise UserError(
-                    f"no --weights given and the official {DEFAULT_WEIGHTS} weights are not in {weights_cache_dir()}; "
-                    f"pass --weights {DEFAULT_WEIGHTS} to download them once, or --weights PATH to a "
-                    ".pth/.safetensors file"
-                )
-            verify_bundled(bundled)
-            weights = bundled
-            # Never download by default: an offline machine would stall. Say which weights are used and how to upgrade.
-            print(
-                f"using the {bundled_description()}; the official {DEFAULT_WEIGHTS} weights are not in "
-                f"{weights_cache_dir()} (pass --weights {DEFAULT_WEIGHTS} to download them once)",
-                file=sys.stderr,
-            )
-    if args.window < 1:
-        raise UserError(f"--window must be at least 1, got {args.window}")
-    device = pick_device(args.device)
-    dtype = args.dtype
-    if dtype == "auto":
-        dtype = "fp16" if device.startswith("cuda") else "fp32"
-    if dtype == "fp16" and not device.startswith("cuda"):
-        raise UserError(f"--dtype fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
-    options = UpscaleConfig(
-        window=args.window,
-        overlap=args.overlap,
-        device=device,
-        dtype=dtype,
-        channels_last=args.channels_last,
-        outscale=args.outscale,
-        out_size=args.size,
-    )
-    encode = EncodeConfig(
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
-    )
-
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscaling")
-
-    def progress(done: int, total: int | None) -> None:
-        if bar is not None:
-            if total is not None and bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
-
+    options, encode = _configs(args)  # before the weights: a bad setting is reported at once
+    weights = args.weights if args.weights is not None else _default_weights()
+    bar, progress = _progress(args.quiet)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
@@ -185,18 +153,70 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
             )
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
+        _close(bar)
         print(f"interrupted: the partial output was removed, {args.output} was not written", file=sys.stderr)
         raise
-    except UserError:
-        if bar is not None:
-            bar.close()
-        raise
-    if bar is not None:
-        bar.close()
+    finally:
+        _close(bar)
     if not args.quiet:
         print(result.summary())
         if result.fp32_fallbacks:
-            print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after {dtype} overflowed")
+            print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after reduced precision overflowed")
     return 0
+
+
+def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
+    """The library configs of the parsed flags; "auto" device and dtype are left for the library to resolve."""
+    from realbasicvsr.media.write import EncodeConfig
+    from realbasicvsr.upscale.config import UpscaleConfig
+
+    options = UpscaleConfig(
+        window=args.window,
+        overlap=args.overlap,
+        device=args.device,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+        outscale=args.outscale,
+        out_size=args.size,
+    )
+    encode = EncodeConfig(
+        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
+    )
+    return options, encode
+
+
+def _default_weights() -> Path:
+    """The library's default weights, with a line on stderr saying which (and, for the bundled model, how to get
+    the official one)."""
+    import sys
+
+    from realbasicvsr.weights import DEFAULT_WEIGHTS, default_weights
+
+    choice = default_weights()
+    # Never download by default: an offline machine would stall. Say which weights are used and how to upgrade.
+    upgrade = f" (pass --weights {DEFAULT_WEIGHTS} to download them once)" if choice.source == "bundled" else ""
+    print(f"using {choice.note}{upgrade}", file=sys.stderr)
+    return choice.path
+
+
+def _progress(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], None] | None]:
+    """(a tqdm bar or None, the progress callback of `upscale_video`)."""
+    if quiet:
+        return None, None
+    import sys
+
+    from tqdm import tqdm
+
+    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscaling")
+
+    def progress(done: int, total: int | None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, progress
+
+
+def _close(bar: tqdm | None) -> None:
+    if bar is not None:
+        bar.close()

@@ -2,15 +2,20 @@
 
 Every number here was read from the official RealBasicVSR training configs (mmedit 0.x, identical in both
 stages). Ranges are closed intervals `(low, high)`; a `*_step` is the half-width of the uniform per-frame
-random-walk increment (0 disables the walk).
+random-walk increment (0 disables the walk). An invalid value raises `ConfigError` (a `ValueError`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
 
-KERNEL_TYPES = (
+from realbasicvsr.errors import ConfigError
+from realbasicvsr.typed_config import build_config, merge, to_plain
+
+KernelType = Literal[
     "iso",
     "aniso",
     "generalized_iso",
@@ -18,11 +23,14 @@ KERNEL_TYPES = (
     "plateau_iso",
     "plateau_aniso",
     "sinc",
-)
-INTERPOLATIONS = ("bilinear", "area", "bicubic")
-CODECS = ("libx264", "h264", "mpeg4")
-NOISE_TYPES = ("gaussian", "poisson")
-RESIZE_MODES = ("up", "down", "keep")
+]
+Interpolation = Literal["bilinear", "area", "bicubic"]
+Codec = Literal["libx264", "h264", "mpeg4"]
+KERNEL_TYPES: tuple[KernelType, ...] = get_args(KernelType)
+INTERPOLATIONS: tuple[Interpolation, ...] = get_args(Interpolation)
+CODECS: tuple[Codec, ...] = get_args(Codec)
+NOISE_TYPES = ("gaussian", "poisson")  # the order of NoiseConfig.type_probs
+RESIZE_MODES = ("up", "down", "keep")  # the order of ResizeConfig.mode_probs
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class BlurConfig:
     """`RandomBlur`: one kernel type and size per clip, continuous parameters walk per frame."""
 
     prob: float = 1.0
-    kernel_types: tuple[str, ...] = KERNEL_TYPES
+    kernel_types: tuple[KernelType, ...] = KERNEL_TYPES
     kernel_probs: tuple[float, ...] = (0.405, 0.225, 0.108, 0.027, 0.108, 0.027, 0.1)
     kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)
     sigma_range: tuple[float, float] = (0.2, 3.0)
@@ -49,9 +57,9 @@ class BlurConfig:
         _check_probs("kernel_probs", self.kernel_probs, len(self.kernel_types))
         unknown = set(self.kernel_types) - set(KERNEL_TYPES)
         if unknown:
-            raise ValueError(f"unknown kernel types {sorted(unknown)}; known: {KERNEL_TYPES}")
+            raise ConfigError(f"unknown kernel types {sorted(unknown)}; known: {KERNEL_TYPES}")
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ValueError(f"kernel sizes must be odd and positive, got {self.kernel_sizes}")
+            raise ConfigError(f"kernel sizes must be odd and positive, got {self.kernel_sizes}")
         _check_prob("prob", self.prob)
 
 
@@ -60,7 +68,7 @@ class ResizeConfig:
     """`RandomResize`: a walking scale factor, or a fixed `target_size` (then no walk)."""
 
     prob: float = 1.0
-    interpolations: tuple[str, ...] = INTERPOLATIONS
+    interpolations: tuple[Interpolation, ...] = INTERPOLATIONS
     interpolation_probs: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
     mode_probs: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
     scale_range: tuple[float, float] = (0.15, 1.5)
@@ -73,7 +81,7 @@ class ResizeConfig:
         _check_probs("mode_probs", self.mode_probs, 3)
         _check_prob("prob", self.prob)
         if not 0 < self.scale_range[0] <= 1 <= self.scale_range[1]:
-            raise ValueError(f"scale_range must contain 1 and be positive, got {self.scale_range}")
+            raise ConfigError(f"scale_range must contain 1 and be positive, got {self.scale_range}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class CodecConfig:
     """`RandomVideoCompression`: one codec and bitrate (bits/s at 1 fps) per clip."""
 
     prob: float = 1.0
-    codecs: tuple[str, ...] = CODECS
+    codecs: tuple[Codec, ...] = CODECS
     codec_probs: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
     bitrate_range: tuple[int, int] = (10_000, 100_000)
     # The reference casts (255 * x) to uint8 without clipping, so out-of-range values wrap around (a
@@ -178,9 +186,9 @@ class DegradationConfig:
 
     def __post_init__(self) -> None:
         if not self.resize_final.to_target or self.resize_final.prob != 1.0:
-            raise ValueError("resize_final must have to_target=True and prob=1 (the LQ has a fixed size)")
+            raise ConfigError("resize_final must have to_target=True and prob=1 (the LQ has a fixed size)")
         if self.usm_kernel_size % 2 == 0:
-            raise ValueError(f"usm_kernel_size must be odd, got {self.usm_kernel_size}")
+            raise ConfigError(f"usm_kernel_size must be odd, got {self.usm_kernel_size}")
 
 
 def official() -> DegradationConfig:
@@ -197,6 +205,52 @@ def fast() -> DegradationConfig:
 
 # The named recipes, for configs (`data.degradation: fast`) and `realbasicvsr degrade --preset`.
 PRESETS = {"official": official, "fast": fast}
+NO_DEGRADATION = "none"  # in a training config: LQ = bicubic x4 downsampling of the GT, no sharpening
+# Training configs (and the configs saved in checkpoints) from before the recipes had names say `realworld`: it
+# was the official recipe, so old runs still load, resume and export.
+ALIASES = {"realworld": "official"}
+_CHOICES = f"one of {', '.join(PRESETS)}, {NO_DEGRADATION} or a mapping of DegradationConfig fields"
+
+
+def degradation_from_value(value: Any, where: str = "degradation") -> DegradationConfig | None:
+    """The recipe a config value names (`where` is its dotted key, for the error messages):
+
+    - None or "none": no degradation (None);
+    - a preset name of `PRESETS` ("official", "fast"; "realworld" = "official");
+    - a mapping of `DegradationConfig` fields over the official preset, or over the preset its `preset` key names.
+      Nested sections merge field by field (`{"noise2": {"prob": 0.5}}` changes only that probability, noise2
+      keeps its second-order ranges); unknown keys are errors that list the known ones;
+    - a `DegradationConfig`, returned as it is.
+    """
+    if value is None or value == NO_DEGRADATION:
+        return None
+    if isinstance(value, DegradationConfig):
+        return value
+    if isinstance(value, str):
+        return _preset(value, where)()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be {_CHOICES}, got {value!r}")
+    fields = dict(value)
+    base = _preset(fields.pop("preset", "official"), f"{where}.preset")()
+    return build_config(DegradationConfig, merge(to_plain(asdict(base)), fields), f"{where}.")
+
+
+def degradation_to_value(config: DegradationConfig | None) -> str | dict[str, Any]:
+    """What a config file says for `config`: "none", a preset's name, or every field of a custom recipe (so a run
+    config records it in full); `degradation_from_value` reads each back to an equal config."""
+    if config is None:
+        return NO_DEGRADATION
+    for name, preset in PRESETS.items():
+        if config == preset():
+            return name
+    return to_plain(asdict(config))
+
+
+def _preset(name: Any, where: str) -> Callable[[], DegradationConfig]:
+    name = ALIASES.get(name, name) if isinstance(name, str) else name
+    if name not in PRESETS:
+        raise ConfigError(f"{where} must be {_CHOICES}, got {name!r}")
+    return PRESETS[name]
 
 
 def default_omega_range(kernel_size: int) -> tuple[float, float]:
@@ -206,9 +260,9 @@ def default_omega_range(kernel_size: int) -> tuple[float, float]:
 
 def _check_prob(name: str, p: float) -> None:
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {p}")
+        raise ConfigError(f"{name} must be in [0, 1], got {p}")
 
 
 def _check_probs(name: str, probs: tuple[float, ...], n: int) -> None:
     if len(probs) != n or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
-        raise ValueError(f"{name} must be {n} non-negative numbers summing to 1, got {probs}")
+        raise ConfigError(f"{name} must be {n} non-negative numbers summing to 1, got {probs}")

@@ -29,11 +29,13 @@ def temporary_path(target: str | Path) -> Path:
 
 
 def fsync_path(path: Path) -> None:
-    """Flush a file, or every file of a folder and the folder itself, to disk."""
+    """Flush a file, or every file of a folder (sub-folders included) and the folders themselves, to disk."""
     if path.is_dir():
-        for child in path.iterdir():
-            if child.is_file():
-                _fsync_file(child)
+        for folder, _, names in os.walk(path):
+            for name in names:
+                if os.path.isfile(os.path.join(folder, name)):
+                    _fsync_file(Path(folder, name))
+            _fsync_dir(Path(folder))
     else:
         _fsync_file(path)
     _fsync_dir(path if path.is_dir() else path.parent)
@@ -48,6 +50,16 @@ def commit(tmp: Path, target: Path) -> None:
     fsync_path(tmp)
     os.replace(tmp, target)
     _fsync_dir(target.parent)
+
+
+def commit_replacing(tmp: Path, target: Path) -> None:
+    """`commit`, first removing an existing `target` that a rename cannot replace (a folder, or a file where a
+    folder goes). A file over a file is replaced in one step. The caller has decided that the old target may go."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif tmp.is_dir() and (target.exists() or target.is_symlink()):
+        target.unlink()
+    commit(tmp, target)
 
 
 def remove_partial(path: Path) -> None:

@@ -10,23 +10,23 @@ BT.709 for frames 720 lines or taller, BT.601 below. The official script instead
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".flv", ".ts", ".mts", ".mpg", ".mpeg", ".wmv")
+from realbasicvsr.media.clips import IMAGE_EXTENSIONS, list_frames
 
 # AVColorSpace values (libavutil/pixfmt.h) -> the swscale matrix name PyAV understands.
 _MATRIX_BY_AVCOL = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 _AVCOL_RANGE_JPEG = 2
+# What an input (VideoInfo.kind) or an output (UpscaleResult.kind) is.
+MediaKind = Literal["video", "folder", "image"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class VideoInfo:
     """What `probe` learns about an input before any frame is decoded."""
 
     path: Path
-    kind: str  # "video", "folder" or "image"
+    kind: MediaKind
     width: int
     height: int
     num_frames: int | None  # exact for images and folders; the container's count (or an estimate) for videos
@@ -76,21 +76,6 @@ class VideoInfo:
         if self.num_frames is None or not self.fps:
             return None
         return float(self.num_frames / self.fps)
-
-
-def natural_key(name: str) -> list[object]:
-    """Sort key so that frame2.png comes before frame10.png."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly inside `folder`, naturally sorted (hidden files ignored)."""
-    files = [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    ]
-    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -169,7 +154,7 @@ def _probe_image(path: Path) -> VideoInfo:
 
 
 def _probe_folder(path: Path) -> VideoInfo:
-    files = list_images(path)
+    files = list_frames(path)
     if not files:
         raise UserError(
             f"folder {path} contains no images ({', '.join(IMAGE_EXTENSIONS)}); point to a folder of frames or a video"

@@ -3,22 +3,28 @@
 Writers take `Frame`s (HWC RGB uint8/uint16) in order. The video writer keeps the source's time base and each
 frame's timestamp, so the frame rate (variable included) and the duration follow the source; the official script
 wrote OpenCV 'mp4v' at a fixed 25 fps and dropped audio. Other streams of the source are demuxed a second time
-and muxed as they come due, so long files never buffer their whole audio track.
+and muxed as they come due, so long files never buffer their whole audio track (`media.remux`).
+
+Every writer is a `FrameWriter`; `write_frames` writes a whole sequence of frames to a new output in one step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import commit_replacing, remove_partial, temporary_path
 from realbasicvsr.media.read import ColorInfo, Frame, VideoInfo
+from realbasicvsr.media.remux import Remuxer
 
 CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
 CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
@@ -26,6 +32,22 @@ CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24}
 # AVColorSpace / primaries / transfer codes used to tag the output: (colorspace, primaries, trc).
 _TAGS = {"ITU709": (1, 1, 1), "ITU601": (6, 6, 6), "SMPTE240M": (7, 7, 7), "BT2020": (9, 9, 14), "FCC": (4, 4, 4)}
+# What a writer raises when the encoder or the disk fails (not a bug): callers turn these into one-line errors.
+WRITE_ERRORS: tuple[type[Exception], ...] = (av.error.FFmpegError, OSError)
+
+
+@runtime_checkable
+class FrameWriter(Protocol):
+    """What every writer here does: take frames in order, then `close` (finish the output) or `abort` (stop
+    without finishing; the caller deletes the partial output). `frames_written` counts the frames taken."""
+
+    frames_written: int
+
+    def write(self, frame: Frame) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -88,24 +110,28 @@ def container_format(path: Path) -> str:
 def check_codec(settings: EncodeConfig, fmt: str, path: Path, bit_depth: int = 8) -> None:
     """Fail before any work when the codec is unknown, missing from this FFmpeg, or not storable in the container."""
     if settings.codec not in CODECS:
-        raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}")
+        raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}", option="codec")
     try:
         codec = av.codec.Codec(settings.codec, "w")
     except av.error.FFmpegError as error:  # pragma: no cover - depends on the FFmpeg build
-        raise UserError(f"this FFmpeg build has no {settings.codec} encoder; pick another --codec") from error
+        raise UserError(
+            f"this FFmpeg build has no {settings.codec} encoder; choose another codec", option="codec"
+        ) from error
     with av.open(io.BytesIO(), "w", format=fmt) as probe_container:  # in memory: nothing is written to disk
         supported = probe_container.supported_codecs
     if codec.canonical_name not in supported:
         raise UserError(
-            f"codec {settings.codec} cannot be stored in a {path.suffix} file; use .mkv, or --codec "
-            + ("libvpx-vp9" if fmt == "webm" else "libx264")
+            f"codec {settings.codec} cannot be stored in a {path.suffix} file; use .mkv, or the codec "
+            + ("libvpx-vp9" if fmt == "webm" else "libx264"),
+            option="codec",
         )
     pix_fmts = {f.name for f in codec.video_formats or ()}
     pix_fmt = settings.resolved_pix_fmt(bit_depth)
     if pix_fmts and pix_fmt not in pix_fmts:
         raise UserError(
             f"{settings.codec} cannot encode pixel format {pix_fmt}; "
-            f"use --pix-fmt with one of {', '.join(sorted(pix_fmts))}"
+            f"set pix_fmt to one of {', '.join(sorted(pix_fmts))}",
+            option="pix_fmt",
         )
 
 
@@ -126,15 +152,20 @@ class VideoWriter:
     ) -> None:
         self.path = path
         self.frames_written = 0
-        self._container = av.open(str(path), "w", format=fmt)
-        self._deep = source.bit_depth > 8
         pix_fmt = settings.resolved_pix_fmt(source.bit_depth)
         if pix_fmt.startswith(("yuv420", "yuv422", "nv12")) and (width % 2 or height % 2):
-            raise UserError(f"{pix_fmt} needs an even output size, got {width}x{height}; pick an even --size")
+            raise UserError(
+                f"{pix_fmt} needs an even output size, got {width}x{height}; choose an even out_size",
+                option="out_size",
+            )
         if settings.codec == "libx265" and min(width, height) < 64:
             # x265 (as bundled with PyAV 18) corrupts the heap on frames smaller than its 64-px CTU; later
             # encoders in the same process then crash. Refuse instead of risking it.
-            raise UserError(f"libx265 cannot encode frames smaller than 64x64 (got {width}x{height}); use libx264")
+            raise UserError(
+                f"libx265 cannot encode frames smaller than 64x64 (got {width}x{height}); use the codec libx264",
+                option="codec",
+            )
+        self._container = av.open(str(path), "w", format=fmt)  # after the checks: a refusal leaves no file
         stream = self._container.add_stream(settings.codec, rate=fps, options=settings.codec_options())
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # Keep the source's clock: each frame's pts is copied, so VFR timing and the duration survive.
@@ -150,10 +181,15 @@ class VideoWriter:
         stream.thread_type = "AUTO"
         self._stream = stream
         self._fps = fps
-        self._remux = _Remuxer(source.path, self._container) if copy_streams and source.kind == "video" else None
+        self._remux = Remuxer(source.path, self._container) if copy_streams and source.kind == "video" else None
 
     def write(self, frame: Frame) -> None:
         image = frame.image
+        if image.shape[:2] != (self._stream.height, self._stream.width):  # the encoder would take it silently
+            raise UserError(
+                f"frame {frame.index} is {image.shape[1]}x{image.shape[0]} but the video is "
+                f"{self._stream.width}x{self._stream.height}; every frame of a video must have the same size"
+            )
         fmt = "rgb48le" if image.dtype == np.uint16 else "rgb24"
         av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         av_frame = av_frame.reformat(
@@ -186,47 +222,6 @@ class VideoWriter:
         # The file is deleted anyway; the error that made us abort is the one to report.
         with contextlib.suppress(av.error.FFmpegError):
             self._container.close()
-
-
-class _Remuxer:
-    """Copies the source's audio and subtitle packets into `output`, untouched, interleaved by time."""
-
-    def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
-        self._input = av.open(str(source))
-        streams = [s for s in self._input.streams if s.type in ("audio", "subtitle")]
-        self._map = {}
-        for stream in streams:
-            name = stream.codec_context.name
-            if name not in output.supported_codecs:
-                message = (
-                    f"the source's {stream.type} stream #{stream.index} ({name}) cannot be copied into this "
-                    "container; write .mkv instead (it holds any codec), or pass --no-copy-streams"
-                )
-                self._input.close()  # streams must not be touched after this (PyAV crashes)
-                raise UserError(message)
-            self._map[stream.index] = output.add_stream_from_template(stream)
-        self._packets = self._input.demux(streams) if streams else iter(())
-        self._pending: av.Packet | None = None
-
-    def mux_until(self, seconds: float | None) -> None:
-        """Mux every packet that starts before `seconds` (all that remain when None)."""
-        output_container = next(iter(self._map.values())).container if self._map else None
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.dts is None and packet.pts is None:
-                continue  # demuxer flush packets carry no data
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and float(ts * packet.time_base) > seconds:
-                self._pending = packet
-                return
-            packet.stream = self._map[packet.stream.index]
-            output_container.mux(packet)
-
-    def close(self) -> None:
-        self._input.close()
 
 
 def write_image(path: Path, image: np.ndarray, alpha: np.ndarray | None = None, fmt: str | None = None) -> None:
@@ -303,3 +298,63 @@ class ImageWriter:
 
     def abort(self) -> None:
         pass
+
+
+def write_frames(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: Fraction = Fraction(25),
+    settings: EncodeConfig | None = None,
+    source: VideoInfo | None = None,
+) -> int:
+    """Write RGB frames (HWC uint8 or uint16) to a new `path` in one step; returns the number written.
+
+    A container extension (.mp4, .mkv, ...) makes a video encoded with `settings` at a constant `fps` (with the
+    colour matrix and time base of `source` when it is a video), anything else a folder of PNG frames
+    00000000.png, 00000001.png, ... Everything is written under a temporary name and renamed over `path` when
+    complete, replacing what was there: the caller decides whether an existing output may go.
+    """
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise UserError(f"no frames to write to {path}")
+    tmp = temporary_path(path)
+    writer = _frames_writer(path, tmp, first, fps, settings or EncodeConfig(), source)
+    try:
+        writer.write(Frame(index=0, image=first))
+        for index, image in enumerate(frames, start=1):
+            writer.write(Frame(index=index, image=image))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        remove_partial(tmp)
+        raise
+    try:
+        commit_replacing(tmp, path)
+    except BaseException:
+        remove_partial(tmp)
+        raise
+    return writer.frames_written
+
+
+def _frames_writer(
+    path: Path, tmp: Path, first: np.ndarray, fps: Fraction, settings: EncodeConfig, source: VideoInfo | None
+) -> FrameWriter:
+    if path.suffix.lower() not in CONTAINER_FORMATS:
+        return ImageFolderWriter(tmp)
+    fmt = container_format(path)
+    height, width = first.shape[:2]
+    bit_depth = 16 if first.dtype == np.uint16 else 8
+    if source is None:  # frames from nowhere in particular: BT.709 tags, a time base of 1 / fps
+        source = VideoInfo(path, "folder", width, height, None, fps, None, bit_depth, False, None)
+    # The frames, not the source, decide the depth (e.g. 8-bit frames degraded from a 16-bit source).
+    source = replace(source, width=width, height=height, bit_depth=bit_depth)
+    check_codec(settings, fmt, path, bit_depth)
+    try:
+        return VideoWriter(
+            tmp, fmt=fmt, width=width, height=height, source=source, settings=settings, fps=fps, copy_streams=False
+        )
+    except BaseException:
+        remove_partial(tmp)
+        raise

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import atomic_output
 
 ENV_VAR = "REALBASICVSR_IQA_DIR"
 
@@ -53,8 +53,8 @@ SOURCES: dict[str, ParamSource] = {
 NRQM_MODEL = "nrqm/model.mat"
 NRQM_HELP = (
     "get model.mat from https://github.com/chaoma99/sr-metric (MIT licence) and put it at "
-    f"<params dir>/{NRQM_MODEL} (params dir = --params-dir or ${ENV_VAR}), "
-    "or pass its path with --nrqm-model (Python: model_path=)"
+    f"<params dir>/{NRQM_MODEL} (params dir = the params_dir setting or ${ENV_VAR}), "
+    "or give its path as model_path"
 )
 
 
@@ -86,22 +86,20 @@ def download(name: str, target: Path) -> Path:
     """Fetch `name` from its pinned source into `target`, checking the sha256 before the file is renamed in."""
     source = SOURCES[name]
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
-            out.write(response.read())
-        got = sha256_of(tmp)
-        if got != source.sha256:
-            raise UserError(f"download of {source.url} has sha256 {got}, expected {source.sha256}; not used")
-        tmp.replace(target)
+        # Committed only when the checksum matches: a wrong or cut download never takes the file's name.
+        with atomic_output(target) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(source.url, timeout=60) as response:
+                out.write(response.read())
+            got = sha256_of(tmp)
+            if got != source.sha256:
+                raise UserError(f"download of {source.url} has sha256 {got}, expected {source.sha256}; not used")
     except (urllib.error.URLError, TimeoutError) as error:
         raise UserError(
-            f"cannot download {name} from {source.url} ({error}); put the file into a folder and pass it as "
-            f"--params-dir / params_dir= or set {ENV_VAR}"
+            f"cannot download {name} from {source.url} ({error}); put the file into a folder and give it as "
+            f"params_dir, or set {ENV_VAR}",
+            option="params_dir",
         ) from error
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -112,8 +110,13 @@ def param_file(name: str, params_dir: str | Path | None = None, allow_download: 
         if candidate.is_file():
             return candidate
     if name == NRQM_MODEL:
-        raise UserError(f"NRQM/PI need the model file {NRQM_MODEL}, which was not found; {NRQM_HELP}")
+        raise UserError(
+            f"NRQM/PI need the model file {NRQM_MODEL}, which was not found; {NRQM_HELP}", option="model_path"
+        )
     if name not in SOURCES or not allow_download:
         searched = ", ".join(str(d) for d in _search_dirs(params_dir))
-        raise UserError(f"parameter file {name} not found in {searched}; pass --params-dir or set {ENV_VAR}")
+        raise UserError(
+            f"parameter file {name} not found in {searched}; give its folder as params_dir, or set {ENV_VAR}",
+            option="params_dir",
+        )
     return download(name, cache_dir() / name)

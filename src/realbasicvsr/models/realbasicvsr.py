@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from realbasicvsr.models.basicvsr import BasicVSR
+from realbasicvsr.errors import ConfigError
+from realbasicvsr.models.basicvsr import BasicVSR, ForwardState
 from realbasicvsr.models.blocks import ResidualBlocksWithInputConv
 
 # The official inference config leaves the threshold at 255 (1.0 in image units): one cleaning pass.
@@ -31,9 +32,20 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not isinstance(value, int) or value < (1 if name == "mid_channels" else 0):
-                raise ValueError(
+                raise ConfigError(
                     f"ModelConfig.{name} must be a non-negative integer (mid_channels >= 1), got {value!r}"
                 )
+
+
+@dataclass
+class StreamState:
+    """What `RealBasicVSR.stream_window` carries from one window to the next: the forward branch's state, and the
+    cleaned look-ahead frames (n, k, 3, h, w), which are the next window's first k frames, so they are not cleaned
+    twice. `autocast_dtype` is the precision the look-ahead was cleaned at."""
+
+    forward: ForwardState
+    lookahead: torch.Tensor | None = None
+    autocast_dtype: torch.dtype | None = None
 
 
 class RealBasicVSR(nn.Module):
@@ -104,6 +116,45 @@ class RealBasicVSR(nn.Module):
         """Clean `lq` then yield HR frames (n, 3, 4h, 4w) one at a time (bounded memory for long windows)."""
         _check_input(lq)
         yield from self.basicvsr.iter_outputs(self.clean(lq))
+
+    def stream_window(
+        self,
+        lq: torch.Tensor,
+        keep: int,
+        state: StreamState | None = None,
+        *,
+        autocast_dtype: torch.dtype | None = None,
+        stripe_pixels: int = 0,
+        max_flow_batch_bytes: int | None = None,
+    ) -> Generator[torch.Tensor, None, StreamState]:
+        """One window of a stream: yield the HR frames (n, 3, 4h, 4w) of the first `keep` frames of `lq`
+        (n, t, 3, h, w), the rest being look-ahead; return the state for the next window, which starts with the
+        frame after the kept ones (`state = yield from model.stream_window(...)`). `state` None starts a clip.
+
+        The frames covered by `state.lookahead` are not cleaned again, unless it was cleaned at another precision:
+        `autocast_dtype` is the dtype the caller's autocast computes in (None: off), so a fp32 redo of a
+        reduced-precision window cleans afresh. `last_cleaning_passes` then counts the passes over the newly
+        cleaned frames only (always 1 at the default threshold). `stripe_pixels` and `max_flow_batch_bytes` bound
+        the memory of the x4 stage and of SPyNet (see `BasicVSR.propagate`).
+        """
+        _check_input(lq)
+        cached = None
+        if state is not None and state.lookahead is not None and state.autocast_dtype == autocast_dtype:
+            cached = state.lookahead
+        reused = 0 if cached is None else cached.shape[1]
+        parts = [] if cached is None else [cached]
+        if lq.shape[1] > reused:
+            parts.append(self.clean(lq[:, reused:]))
+        cleaned = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        forward = yield from self.basicvsr.propagate(
+            cleaned,
+            keep,
+            None if state is None else state.forward,
+            stripe_pixels=stripe_pixels,
+            max_flow_batch_bytes=max_flow_batch_bytes,
+        )
+        lookahead = cleaned[:, keep:].clone() if cleaned.shape[1] > keep else None
+        return StreamState(forward, lookahead, autocast_dtype)
 
     def forward(self, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_input(lq)

@@ -3,32 +3,38 @@
 A config file (YAML or TOML) has the sections `model`, `data`, `loss`, `optim`, `run`, `log` and `checkpoint`;
 every key is optional (missing keys keep the defaults below) and an unknown key is an error, so a typo never
 silently falls back to a default. `KEY=VALUE` overrides (`data.batch_size=4`) are applied on top.
+
+`data.degradation` is the degradation recipe (`realbasicvsr.degrade.DegradationConfig`): a preset name
+(`official`, `fast`), `none`, or a mapping of recipe fields over the official preset
+(`realbasicvsr.degrade.config.degradation_from_value`). Invalid values raise `ConfigError`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from realbasicvsr.errors import UserError
+from realbasicvsr.degrade.config import DegradationConfig, degradation_from_value, degradation_to_value, official
+from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.models import ModelConfig
+from realbasicvsr.typed_config import build_config, merge, to_plain
 
-DEGRADATIONS = ("realworld", "none")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-CHANNELS_LAST = ("auto", "always", "never")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+ChannelsLast = Literal["auto", "always", "never"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+CHANNELS_LAST: tuple[str, ...] = typing.get_args(ChannelsLast)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """What one training sample is. Defaults are the official recipe (d.1-d.2 of the spec)."""
 
-    # "realworld": the second-order degradation pipeline (realbasicvsr.degrade); "none": LQ = bicubic x4
-    # downsampling of the GT and no sharpening (paired data; quick fine-tuning and tests).
-    degradation: str = "realworld"
+    # The second-order degradation recipe of the LQ (realbasicvsr.degrade), None = no degradation: LQ = bicubic x4
+    # downsampling of the GT and no sharpening (paired data; quick fine-tuning and tests). A config file gives a
+    # preset name, "none" or a mapping of fields (`degradation_from_value`); Python code may too.
+    degradation: DegradationConfig | None = field(default_factory=official, metadata={"parse": degradation_from_value})
     num_frames: int = 15  # consecutive frames loaded per sample
     mirror: bool = True  # x1..xT, xT..x1: 15 loaded frames train on 30
     gt_size: int = 256  # GT crop; the LQ crop is gt_size / 4
@@ -40,15 +46,16 @@ class DataConfig:
     val_max_clips: int = 10
 
     def __post_init__(self) -> None:
-        _choice("data.degradation", self.degradation, DEGRADATIONS)
+        if not isinstance(self.degradation, DegradationConfig | None):  # a name or mapping, as in a config file
+            object.__setattr__(self, "degradation", degradation_from_value(self.degradation, "data.degradation"))
         _positive("data.num_frames", self.num_frames)
         _positive("data.batch_size", self.batch_size)
         _positive("data.val_max_frames", self.val_max_frames)
         _positive("data.val_max_clips", self.val_max_clips)
         if self.workers < 0:
-            raise UserError(f"data.workers must be >= 0, got {self.workers}")
+            raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
         if self.gt_size < 32 or self.gt_size % 8:
-            raise UserError(f"data.gt_size must be a multiple of 8 and at least 32, got {self.gt_size}")
+            raise ConfigError(f"data.gt_size must be a multiple of 8 and at least 32, got {self.gt_size}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         for name in ("pixel_weight", "cleaning_weight", "perceptual_weight", "gan_weight"):
             if getattr(self, name) < 0:
-                raise UserError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         _positive("loss.discriminator_channels", self.discriminator_channels)
 
 
@@ -84,19 +91,19 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.ema_decay < 1:
-            raise UserError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr_g <= 0 or self.lr_d <= 0:
-            raise UserError(f"optim.lr_g and optim.lr_d must be positive, got {self.lr_g}, {self.lr_d}")
+            raise ConfigError(f"optim.lr_g and optim.lr_d must be positive, got {self.lr_g}, {self.lr_d}")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     steps: int = 300_000
     seed: int = 0
-    precision: str = "auto"  # auto = bf16 on CUDA when supported, else fp16 with a scaler; fp32 on CPU
+    precision: Precision = "auto"  # auto = bf16 on CUDA when supported, else fp16 with a scaler; fp32 on CPU
     # NHWC weights and activations ("auto" = on CUDA only). benchmarks/bench_train.py, interleaved on this
     # project's 2-core CPU: channels_last steps took 0.47-0.84x the time of NCHW ones, hence the default.
-    channels_last: str = "always"
+    channels_last: ChannelsLast = "always"
     # Generator initialisation: a run folder or checkpoint of ours (its EMA weights), an official .pth or a
     # release .safetensors. Stage 2 starts from the stage-1 EMA weights this way.
     init_from: str | None = None
@@ -142,7 +149,10 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        """Plain data (what `dump_yaml` writes and checkpoints store); `config_from_dict` reads it back."""
+        data = to_plain(asdict(self))
+        data["data"]["degradation"] = degradation_to_value(self.data.degradation)
+        return data
 
     @property
     def adversarial(self) -> bool:
@@ -193,18 +203,18 @@ def load_config(source: str | Path, overrides: list[str] | tuple[str, ...] = ())
         if preset is not None:
             if preset not in PRESETS:
                 raise UserError(f"{text}: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
-            data = _merge(PRESETS[preset]().to_dict(), data)
+            data = merge(PRESETS[preset]().to_dict(), data)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise UserError(f"override {item!r} must look like section.key=value, e.g. data.batch_size=4")
-        data = _merge(data, _nested(key.split("."), _parse_value(value)))
+        data = merge(data, _nested(key.split("."), _parse_value(value)))
     return config_from_dict(data)
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from plain data; unknown keys and wrongly typed values raise UserError."""
-    return _build(TrainConfig, data, "")
+    """Build a TrainConfig from plain data; unknown keys and wrongly typed or invalid values raise ConfigError."""
+    return build_config(TrainConfig, data)
 
 
 def _yaml() -> Any:
@@ -216,12 +226,9 @@ def _yaml() -> Any:
 
 
 def dump_yaml(config: TrainConfig) -> str:
+    """The config as YAML that `load_config` reads back to an equal config."""
     yaml = _yaml()
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def with_steps(config: TrainConfig, steps: int) -> TrainConfig:
-    return replace(config, run=replace(config.run, steps=steps))
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -273,81 +280,11 @@ def _nested(keys: list[str], value: Any) -> dict[str, Any]:
     return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise UserError(f"config section {where or 'top level'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(
-            f"unknown config key(s) {', '.join(where + k for k in unknown)}; known in "
-            f"{where.rstrip('.') or 'top level'}: {', '.join(sorted(names))}"
-        )
-    kwargs = {name: _coerce(hints[name], value, where + name) for name, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except ValueError as error:  # ModelConfig validates with ValueError
-        raise UserError(str(error)) from error
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where + ".")
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise UserError(f"config {where} must be a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
-    if hint is float:
-        # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it obviously is.
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is str and isinstance(value, str):
-        return value
-    raise UserError(f"config {where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _positive(name: str, value: int) -> None:
     if value < 1:
-        raise UserError(f"{name} must be at least 1, got {value}")
+        raise ConfigError(f"{name} must be at least 1, got {value}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,9 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.clips import find_clips, image_size, probe_video_shape, read_image_window, read_video_window
 from realbasicvsr.train.config import DataConfig
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 SCALE = 4
 
 
@@ -41,12 +39,9 @@ class Clip:
         return not self.frames
 
 
-def list_frames(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def scan_clips(root: str | Path, min_frames: int, min_size: int) -> list[Clip]:
-    """Every sub-folder of frames and every video file directly under `root`.
+    """Every sub-folder of frames and every video file directly under `root` (`media.clips.find_clips`, in
+    natural order; a folder holding only frames is one clip).
 
     Clips that are too short or too small are skipped; if none is left the error says why.
     """
@@ -55,20 +50,15 @@ def scan_clips(root: str | Path, min_frames: int, min_size: int) -> list[Clip]:
         raise UserError(f"training data folder {root} does not exist")
     clips: list[Clip] = []
     skipped: list[str] = []
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir():
-            frames = list_frames(entry)
-            if not frames:
-                continue
-            with Image.open(frames[0]) as image:
-                width, height = image.size
-            clip = Clip(entry, len(frames), height, width, tuple(frames))
-        elif entry.suffix.lower() in VIDEO_SUFFIXES:
-            clip = _probe_video(entry)
+    for source in find_clips(root):
+        if source.frames:
+            width, height = image_size(source.frames[0])
+            clip = Clip(source.path, len(source.frames), height, width, source.frames)
         else:
-            continue
+            shape = probe_video_shape(source.path)
+            clip = Clip(source.path, shape.frames, shape.height, shape.width)
         if clip.length < min_frames or min(clip.height, clip.width) < min_size:
-            skipped.append(f"{entry.name} ({clip.length} frames of {clip.width}x{clip.height})")
+            skipped.append(f"{source.path.name} ({clip.length} frames of {clip.width}x{clip.height})")
             continue
         clips.append(clip)
     if not clips:
@@ -80,54 +70,11 @@ def scan_clips(root: str | Path, min_frames: int, min_size: int) -> list[Clip]:
     return clips
 
 
-def _probe_video(path: Path) -> Clip:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            length = stream.frames
-            if length <= 0:  # not stored in the header (e.g. some mkv/webm): count packets, no decoding
-                length = sum(1 for packet in container.demux(stream) if packet.size)
-            return Clip(path, length, stream.codec_context.height, stream.codec_context.width)
-    except (av.error.FFmpegError, IndexError) as error:
-        raise UserError(f"cannot read video {path}: {error}; remove it from the data folder") from error
-
-
 def read_window(clip: Clip, start: int, count: int) -> np.ndarray:
     """Frames start..start+count-1 as uint8 (count, H, W, 3) RGB."""
-    if not clip.is_video:
-        frames = []
-        for path in clip.frames[start : start + count]:
-            with Image.open(path) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        if any(f.shape != frames[0].shape for f in frames):
-            raise UserError(f"frames of {clip.path} differ in size; every frame of a clip must be the same size")
-        return np.stack(frames)
-    return _read_video_window(clip.path, start, count)
-
-
-def _read_video_window(path: Path, start: int, count: int) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        origin = stream.start_time or 0
-        # Frame k is presented at origin + k / rate; seek to the key frame before it and decode forward.
-        target = origin + int(Fraction(start) / Fraction(rate) / stream.time_base)
-        half_frame = int(Fraction(1, 2) / Fraction(rate) / stream.time_base)
-        container.seek(target, stream=stream, backward=True, any_frame=False)
-        frames = []
-        for frame in container.decode(stream):
-            if frame.pts is not None and frame.pts < target - half_frame:
-                continue
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    if len(frames) < count:
-        raise UserError(f"{path}: could only decode {len(frames)} of {count} frames from frame {start}")
-    return np.stack(frames)
+    if clip.is_video:
+        return read_video_window(clip.path, start, count)
+    return read_image_window(clip.frames, start, count)
 
 
 def crop_and_flip(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -146,7 +93,7 @@ def crop_and_flip(frames: np.ndarray, size: int, rng: np.random.Generator) -> np
 
 
 def bicubic_pair(gt: np.ndarray, mirror: bool) -> dict[str, np.ndarray]:
-    """The `degradation: none` sample: LQ = bicubic x1/4 (antialiased, rounded to 8 bits), no sharpening."""
+    """The `degradation: none` (None) sample: LQ = bicubic x1/4 (antialiased, rounded to 8 bits), no sharpening."""
     _, h, w, _ = gt.shape
     lq = np.stack([np.asarray(Image.fromarray(f).resize((w // SCALE, h // SCALE), Image.BICUBIC)) for f in gt])
     if mirror:
@@ -174,12 +121,12 @@ class TrainDataset(Dataset):
         cfg = self.config
         start = int(rng.integers(0, clip.length - cfg.num_frames + 1))
         gt = crop_and_flip(read_window(clip, start, cfg.num_frames), cfg.gt_size, rng)
-        if cfg.degradation == "none":
+        if cfg.degradation is None:
             sample = bicubic_pair(gt, cfg.mirror)
         else:
             from realbasicvsr.degrade.training_sample import make_training_sample
 
-            sample = make_training_sample(gt, rng, mirror=cfg.mirror, scale=SCALE)
+            sample = make_training_sample(gt, rng, cfg.degradation, mirror=cfg.mirror, scale=SCALE)
         return {key: torch.from_numpy(np.ascontiguousarray(sample[key])) for key in ("lq", "gt", "gt_usm")}
 
 

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch.utils.data import DataLoader
 
-from realbasicvsr.errors import UserError
+from realbasicvsr.errors import ConfigError, UserError
+from realbasicvsr.media.files import write_text_atomic
 from realbasicvsr.train import dist
-from realbasicvsr.train.config import TrainConfig, dump_yaml
-from realbasicvsr.train.data import StepSampler, TrainDataset, scan_clips
+from realbasicvsr.train.config import TrainConfig, config_from_dict, dump_yaml
+from realbasicvsr.train.data import Clip, StepSampler, TrainDataset, scan_clips
 from realbasicvsr.train.log import RunLog
 from realbasicvsr.train.setup import build_trainer, restore, training_state, wrap_ddp
 from realbasicvsr.train.state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from realbasicvsr.train.step import train_step
+from realbasicvsr.train.step import Trainer, train_step
 from realbasicvsr.train.validate import load_val_clips, save_strip, validate
 
 
@@ -101,51 +101,18 @@ def _train(
     val_clips = load_val_clips(config.data) if info.is_main else []
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_text(run_dir / "config.yaml", dump_yaml(config))
+        write_text_atomic(run_dir / "config.yaml", dump_yaml(config))
 
     trainer = build_trainer(config, info)
-    step, bad_streak = 0, 0
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint)
-        restore(trainer, state)
-        step, bad_streak = int(state["step"]), int(state.get("bad_streak", 0))
-        changed = _changed_keys(state["config"], config.to_dict())
-        if changed and info.is_main:
-            stream.write(f"warning: the config differs from the checkpoint's in {', '.join(changed)}\n")
-        if info.is_main:
-            set_rng_state(state["rng"])
-        else:  # only rank 0's RNG state is stored; no training op draws from it (data has its own seeds)
-            torch.manual_seed(config.run.seed * 1000 + info.rank + step)
-    else:
-        torch.manual_seed(config.run.seed * 1000 + info.rank)
+    step, bad_streak = _resume(trainer, checkpoint, info, stream)
     wrap_ddp(trainer, info)
 
     sampler = StepSampler(len(clips), config.data.batch_size, config.run.seed, step, total, info.rank, info.world_size)
-    loader = DataLoader(
-        TrainDataset(clips, config.data, config.run.seed, info.rank),
-        batch_size=sampler.local_batch,
-        sampler=sampler,
-        num_workers=config.data.workers,
-        pin_memory=info.device.type == "cuda",
-        worker_init_fn=_init_worker,
-    )
+    loader = _loader(clips, config, sampler, info)
     log = RunLog(run_dir, total, config.log.tensorboard, stream) if info.is_main else None
     if log is not None:
-        where = f"resumed from {checkpoint} at step {step}" if checkpoint else "started"
-        log.message(
-            f"training {where}: {len(clips)} clips, {info.world_size} process(es) on {info.device.type}, "
-            f"batch {config.data.batch_size} ({sampler.local_batch} per process), {total} steps -> {run_dir}"
-        )
-        if config.adversarial and not config.run.init_from and checkpoint is None:
-            log.message("warning: stage 2 normally starts from stage-1 weights (set run.init_from=RUN_DIR)")
-
-    def save() -> Path | None:
-        saved = None
-        if info.is_main:
-            state = training_state(trainer) | {"step": step, "bad_streak": bad_streak, "rng": rng_state()}
-            saved = save_checkpoint(run_dir, step, state, config.checkpoint.keep)
-        dist.barrier(info)
-        return saved
+        for line in _start_messages(config, checkpoint, step, len(clips), sampler.local_batch, info, run_dir):
+            log.message(line)
 
     losses: dict[str, float] = {}
     last_saved: Path | None = None
@@ -161,12 +128,11 @@ def _train(
                 try:
                     losses, ok = train_step(trainer, batch, info.device, info.distributed)
                 except torch.cuda.OutOfMemoryError as error:  # a config problem: say which knobs fix it
-                    raise UserError(_oom_message(config, trainer, sampler.local_batch, step + 1, last_saved)) from error
+                    message = _oom_message(config, trainer, sampler.local_batch, step + 1, last_saved)
+                    raise UserError(message, option="resume") from error
                 step += 1
-                if ok:
-                    bad_streak = 0
-                else:
-                    bad_streak += 1
+                bad_streak = 0 if ok else bad_streak + 1
+                if not ok:
                     _nan_warning(log, step, losses, bad_streak, config.run.max_bad_steps, last_saved)
                 if log is not None:
                     log.add_step(data_wait)
@@ -179,18 +145,88 @@ def _train(
                         _validate(trainer.generator_ema, val_clips, info.device, run_dir, step, log)
                     dist.barrier(info)  # the other ranks wait here, not inside a collective with a timeout
                 if step % config.checkpoint.every == 0 or step == total:
-                    last_saved = save()
+                    last_saved = _save(trainer, run_dir, info, step, bad_streak)
                 if dist.broadcast_flag(stop.requested, info):
                     interrupted = True
                     if step % config.checkpoint.every and step != total:
-                        last_saved = save()
+                        last_saved = _save(trainer, run_dir, info, step, bad_streak)
                     if log is not None:
-                        log.message(f"interrupted: saved step {step} to {last_saved}; continue with --resume auto")
+                        log.message(f"interrupted: saved step {step} to {last_saved}; continue with resume=auto")
                     break
     finally:
         if log is not None:
             log.close()
     return TrainResult(step, losses, interrupted, last_saved, trainer.generator_module, trainer.generator_ema)
+
+
+def _loader(clips: list[Clip], config: TrainConfig, sampler: StepSampler, info: dist.DistInfo) -> DataLoader:
+    return DataLoader(
+        TrainDataset(clips, config.data, config.run.seed, info.rank),
+        batch_size=sampler.local_batch,
+        sampler=sampler,
+        num_workers=config.data.workers,
+        pin_memory=info.device.type == "cuda",
+        worker_init_fn=_init_worker,
+    )
+
+
+def _resume(trainer: Trainer, checkpoint: Path | None, info: dist.DistInfo, stream: TextIO) -> tuple[int, int]:
+    """Restore `checkpoint` into `trainer` (before DDP wrapping), or seed a fresh run; returns the (step, NaN streak)
+    to continue from. The data stream needs no restoring: it is a function of (seed, step)."""
+    config = trainer.config
+    if checkpoint is None:
+        torch.manual_seed(config.run.seed * 1000 + info.rank)
+        return 0, 0
+    state = load_checkpoint(checkpoint)
+    restore(trainer, state)
+    step, bad_streak = int(state["step"]), int(state.get("bad_streak", 0))
+    changed = _changed_keys(_as_current(state["config"]), config.to_dict())
+    if changed and info.is_main:
+        stream.write(f"warning: the config differs from the checkpoint's in {', '.join(changed)}\n")
+    if info.is_main:
+        set_rng_state(state["rng"])
+    else:  # only rank 0's RNG state is stored; no training op draws from it (data has its own seeds)
+        torch.manual_seed(config.run.seed * 1000 + info.rank + step)
+    return step, bad_streak
+
+
+def _as_current(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config as this version writes it, so that old spellings (data.degradation: realworld) are not
+    reported as changes; as saved when this version cannot read it (then its differences are all listed)."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except ConfigError:
+        return saved
+
+
+def _save(trainer: Trainer, run_dir: Path, info: dist.DistInfo, step: int, bad_streak: int) -> Path | None:
+    """Checkpoint the full training state: rank 0 writes it, every rank waits until it is written."""
+    saved = None
+    if info.is_main:
+        state = training_state(trainer) | {"step": step, "bad_streak": bad_streak, "rng": rng_state()}
+        saved = save_checkpoint(run_dir, step, state, trainer.config.checkpoint.keep)
+    dist.barrier(info)
+    return saved
+
+
+def _start_messages(
+    config: TrainConfig,
+    checkpoint: Path | None,
+    step: int,
+    num_clips: int,
+    local_batch: int,
+    info: dist.DistInfo,
+    run_dir: Path,
+) -> list[str]:
+    """The log lines that open a run: what is trained where, and a warning for a GAN stage without init weights."""
+    where = f"resumed from {checkpoint} at step {step}" if checkpoint else "started"
+    lines = [
+        f"training {where}: {num_clips} clips, {info.world_size} process(es) on {info.device.type}, "
+        f"batch {config.data.batch_size} ({local_batch} per process), {config.run.steps} steps -> {run_dir}"
+    ]
+    if config.adversarial and not config.run.init_from and checkpoint is None:
+        lines.append("warning: stage 2 normally starts from stage-1 weights (set run.init_from=RUN_DIR)")
+    return lines
 
 
 def _validate(model: torch.nn.Module, clips: list, device: torch.device, run_dir: Path, step: int, log: RunLog) -> None:
@@ -211,7 +247,7 @@ def _oom_message(config: TrainConfig, trainer, local_batch: int, step: int, last
     return (
         f"out of GPU memory at step {step}: {local_batch} sequences per GPU of {frames} frames, GT {data.gt_size}x"
         f"{data.gt_size}, {precision}{' + GAN' if config.adversarial else ''}. To fit, {advice}; then continue "
-        f"with --resume auto (last checkpoint: {last_saved or 'none'})"
+        f"with resume=auto (last checkpoint: {last_saved or 'none'})"
     )
 
 
@@ -223,14 +259,15 @@ def _nan_warning(
         raise UserError(
             f"{streak} steps in a row had NaN/Inf losses (last at step {step}: {text}); the run stopped. "
             f"Last checkpoint: {last_saved or 'none'}. Lower optim.lr_g / optim.lr_d, set optim.grad_clip, "
-            "use run.precision=fp32, or check the data, then continue with --resume auto"
+            "use run.precision=fp32, or check the data, then continue with resume=auto",
+            option="resume",
         )
     if log is not None:
         log.message(f"warning: step {step} skipped, non-finite loss ({text}); {streak} of {limit} allowed in a row")
 
 
 def _changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ (run.steps aside: --max-steps changes it on purpose)."""
+    """Dotted keys whose values differ (run.steps aside: max_steps changes it on purpose)."""
     keys = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
@@ -246,15 +283,18 @@ def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     if resume is None:
         if existing is not None:
             raise UserError(
-                f"{run_dir} already holds checkpoints (newest {existing.name}); add --resume auto to continue it "
-                "or choose a new --out"
+                f"{run_dir} already holds checkpoints (newest {existing.name}); set resume=auto to continue that "
+                "run, or choose a new run folder",
+                option="resume",
             )
         return None
     if resume == "auto":
         return existing
     path = Path(resume)
     if not path.is_file():
-        raise UserError(f"--resume {resume}: no such checkpoint (use 'auto' or a path to step_XXXXXXXX.pt)")
+        raise UserError(
+            f"resume={resume}: no such checkpoint; use 'auto' or the path of a step_XXXXXXXX.pt file", option="resume"
+        )
     return path
 
 
@@ -270,9 +310,3 @@ def _init_worker(worker_id: int) -> None:
         cv2.setNumThreads(1)
     except ImportError:
         pass
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -18,10 +18,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from realbasicvsr.errors import UserError
+from realbasicvsr.errors import ConfigError, UserError
+from realbasicvsr.media.clips import iter_video_frames, read_image
+from realbasicvsr.media.files import commit, remove_partial, temporary_path
 
 
 @dataclass(frozen=True)
@@ -81,23 +84,12 @@ def find_source(name: str) -> Source:
 
 def load_image(name: str) -> np.ndarray:
     """A bundled photograph as uint8 (H, W, 3) RGB (grey images are repeated over the channels)."""
-    from PIL import Image
-
-    with Image.open(source_path(find_source(name))) as image:
-        return np.asarray(image.convert("RGB"))
+    return read_image(source_path(find_source(name)))
 
 
 def load_video(name: str, max_frames: int | None = None) -> np.ndarray:
     """A bundled clip as uint8 (T, H, W, 3) RGB, decoded with PyAV."""
-    import av
-
-    frames = []
-    with av.open(str(source_path(find_source(name)))) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    return np.stack(frames)
+    return np.stack(list(iter_video_frames(source_path(find_source(name)), max_frames)))
 
 
 def images_for(split: str) -> list[np.ndarray]:
@@ -117,6 +109,12 @@ class CameraConfig:
     max_zoom: float = 0.01  # relative scale change per frame
     max_rotation_deg: float = 0.4  # degrees per frame
     wobble: float = 0.7  # pixels, amplitude of a low-frequency shake
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or min(self.size) < 1:
+            raise ConfigError(f"a camera clip needs at least 1 frame of at least 1x1, got {self.frames} of {self.size}")
+        if min(self.max_pan, self.max_zoom, self.max_rotation_deg, self.wobble) < 0:
+            raise ConfigError("the camera motion limits (max_pan, max_zoom, max_rotation_deg, wobble) must be >= 0")
 
 
 def camera_sequence(image: np.ndarray, rng: np.random.Generator, config: CameraConfig) -> np.ndarray:
@@ -210,27 +208,49 @@ def video_clips(frames: np.ndarray, length: int, downscale: int = 1) -> Iterator
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    split: str = "train"  # "train" or "heldout"
+    split: Literal["train", "heldout"] = "train"
     clips_per_image: int = 6
     camera: CameraConfig = CameraConfig()
     video_clip_frames: int = 20
     video_downscale: int = 2  # bigbuckbunny is 1280x720 H.264: halving removes most coding noise
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "heldout"):
+            raise ConfigError(f"split must be 'train' or 'heldout', got {self.split!r}", option="split")
+        if self.clips_per_image < 1:
+            raise ConfigError(f"clips_per_image must be >= 1, got {self.clips_per_image}", option="clips_per_image")
+        if self.video_clip_frames < 1 or self.video_downscale < 1:
+            raise ConfigError(
+                f"video_clip_frames and video_downscale must be >= 1, got {self.video_clip_frames}, "
+                f"{self.video_downscale}"
+            )
+
 
 def build_dataset(out_dir: str | Path, config: DatasetConfig = DatasetConfig()) -> dict[str, object]:
     """Write one folder of PNG frames per clip under `out_dir` and a `sources.json` manifest; returns it."""
-    from PIL import Image
-
-    if config.split not in ("train", "heldout"):
-        raise UserError(f"split must be 'train' or 'heldout', got {config.split!r}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose a new folder (existing data is never overwritten)")
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        raise UserError(f"{tmp} exists (an interrupted run?); delete it and retry")
+    # Built under a temporary name beside `out` and renamed when complete: an interrupted run leaves no half
+    # dataset that training would read.
+    tmp = temporary_path(out)
     tmp.mkdir(parents=True)
+    try:
+        manifest = _write_clips(tmp, config)
+        if out.exists():
+            out.rmdir()  # empty (checked above); rmdir refuses if something was written into it since
+        commit(tmp, out)
+    except BaseException:
+        remove_partial(tmp)
+        raise
+    return manifest
+
+
+def _write_clips(tmp: Path, config: DatasetConfig) -> dict[str, object]:
+    """Every clip of `config.split` as a folder of PNG frames in `tmp`, and the `sources.json` manifest."""
+    from PIL import Image
+
     rng = np.random.default_rng(config.seed)
     manifest: dict[str, object] = {"config": asdict(config), "clips": {}}
     clips: dict[str, dict[str, object]] = manifest["clips"]  # type: ignore[assignment]
@@ -258,8 +278,6 @@ def build_dataset(out_dir: str | Path, config: DatasetConfig = DatasetConfig()) 
         downscale = config.video_downscale if frames.shape[2] > 960 else 1
         for k, clip in enumerate(video_clips(frames, config.video_clip_frames, downscale)):
             write(f"{source.name}_{k:02d}", clip, source, f"consecutive frames, area downscale x{downscale}")
-    (tmp / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    if out.exists():
-        out.rmdir()
-    tmp.replace(out)
+    # A plain write: the file is inside the temporary folder, which is renamed into place as a whole.
+    (tmp / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -8,8 +8,6 @@ plus one last crop flush with the far edge when more than `threshold` pixels wou
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.train.data import list_frames
+from realbasicvsr.media.clips import clip_folders, image_size, list_frames, read_image
+from realbasicvsr.media.files import commit, remove_partial, temporary_path
 
 
 def crop_offsets(length: int, crop: int, step: int, threshold: int = 0) -> list[int]:
@@ -39,8 +38,7 @@ def cut_clip(clip_dir: Path, out_root: Path, crop: int = 480, step: int = 240, t
     frames = list_frames(clip_dir)
     if not frames:
         return 0, 0
-    with Image.open(frames[0]) as first:
-        width, height = first.size
+    width, height = image_size(frames[0])
     positions = [
         (y, x) for y in crop_offsets(height, crop, step, threshold) for x in crop_offsets(width, crop, step, threshold)
     ]
@@ -48,13 +46,12 @@ def cut_clip(clip_dir: Path, out_root: Path, crop: int = 480, step: int = 240, t
     todo = [(pos, target) for pos, target in zip(positions, targets) if not target.exists()]
     if not todo:
         return 0, len(targets)
-    temps = [target.with_name(f".{target.name}.tmp-{os.getpid()}") for _, target in todo]
+    temps = [temporary_path(target) for _, target in todo]
     try:
         for temp in temps:
             temp.mkdir(parents=True)
         for frame_path in frames:
-            with Image.open(frame_path) as image:
-                array = np.asarray(image)
+            array = read_image(frame_path, rgb=False)  # sub-images keep the frame's own mode (grey, 16-bit, ...)
             if array.shape[:2] != (height, width):
                 raise UserError(
                     f"{frame_path} is {array.shape[1]}x{array.shape[0]}, not {width}x{height} like its clip"
@@ -63,11 +60,10 @@ def cut_clip(clip_dir: Path, out_root: Path, crop: int = 480, step: int = 240, t
                 sub = Image.fromarray(np.ascontiguousarray(array[y : y + crop, x : x + crop]))
                 sub.save(temp / (frame_path.stem + ".png"), compress_level=3)
         for (_, target), temp in zip(todo, temps):
-            os.replace(temp, target)
+            commit(temp, target)
     finally:
         for temp in temps:
-            if temp.exists():
-                shutil.rmtree(temp)
+            remove_partial(temp)  # the ones not committed (after an error)
     return len(todo), len(targets) - len(todo)
 
 
@@ -83,11 +79,13 @@ def cut_dataset(
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise UserError(f"{src} is not a folder of clip folders")
-    if crop < 8 or step < 1:
-        raise UserError(f"crop must be at least 8 and step at least 1, got crop {crop}, step {step}")
+    if crop < 8:
+        raise UserError(f"crop must be at least 8, got {crop}", option="crop")
+    if step < 1:
+        raise UserError(f"step must be at least 1, got {step}", option="step")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise UserError(f"the output folder {dst} must not be inside the input folder {src}")
-    clips = sorted(p for p in src.iterdir() if p.is_dir() and list_frames(p))
+    clips = [clip.path for clip in clip_folders(src)]
     if not clips:
         raise UserError(f"{src} has no clip folders with image frames")
     dst.mkdir(parents=True, exist_ok=True)
@@ -98,5 +96,5 @@ def cut_dataset(
         if progress is not None:
             progress(f"{clip.name}: {done} sub-clips written, {present} already present")
     if written + skipped == 0:
-        raise UserError(f"no frame in {src} is at least {crop}x{crop}; lower --crop")
+        raise UserError(f"no frame in {src} is at least {crop}x{crop}; use a smaller crop", option="crop")
     return written, skipped

@@ -37,21 +37,11 @@ def build_generator(config: TrainConfig) -> RealBasicVSR:
 
 
 def load_spynet(model: RealBasicVSR, path: str) -> None:
-    """A SPyNet file: the official one (keys `basic_module.*`, maybe under `state_dict`), ours from
-    `realbasicvsr pretrain-spynet`, or the SPyNet inside a generator file (a checkpoint or one of our releases,
-    such as the bundled compact model)."""
-    from realbasicvsr.weights import read_state_file
+    """Load a SPyNet file into the generator's flow network (`realbasicvsr.weights.release.load_spynet_weights`:
+    the official file, ours from `realbasicvsr pretrain-spynet`, or the SPyNet inside a generator file)."""
+    from realbasicvsr.weights.release import load_spynet_weights
 
-    state = read_state_file(path)
-    spynet = model.basicvsr.spynet
-    for prefix in ("generator.spynet.", "generator_ema.spynet.", "basicvsr.spynet.", "spynet.", ""):
-        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix + "basic_module.")}
-        if picked:
-            break
-    expected = {k for k in spynet.state_dict() if k.startswith("basic_module.")}
-    if set(picked) != expected:
-        raise UserError(f"{path} is not a SPyNet checkpoint ({len(picked)} of {len(expected)} SPyNet keys found)")
-    spynet.load_state_dict(picked, strict=False)
+    load_spynet_weights(model.basicvsr.spynet, path)
 
 
 def initial_generator_state(source: str, model: RealBasicVSR) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import atomic_output
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -58,12 +58,8 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
     """Write `state` to checkpoints/step_XXXXXXXX.pt via a temporary file and a rename, then prune old ones."""
     path = checkpoint_path(Path(run_dir), step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     for old in list_checkpoints(Path(run_dir))[:-keep]:
         old.unlink(missing_ok=True)
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,10 @@ from PIL import Image
 from torch import nn
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.clips import clip_folders, read_image
+from realbasicvsr.media.files import atomic_output
 from realbasicvsr.train.config import DataConfig
-from realbasicvsr.train.data import SCALE, list_frames
+from realbasicvsr.train.data import SCALE
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,7 @@ class ValClip:
 
 
 def _read(paths: list[Path]) -> np.ndarray:
-    frames = []
-    for path in paths:
-        with Image.open(path) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    return np.stack(frames)
+    return np.stack([read_image(path) for path in paths])
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -44,10 +41,9 @@ def load_val_clips(config: DataConfig) -> list[ValClip]:
     if not root.is_dir():
         raise UserError(f"data.val_dir {root} does not exist")
     clips = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir())[: config.val_max_clips]:
-        paths = list_frames(folder)[: config.val_max_frames]
-        if not paths:
-            continue
+    # Clip folders only (no videos, not the root itself): the LQ frames mirror them by folder and file name.
+    for source in clip_folders(root)[: config.val_max_clips]:
+        folder, paths = source.path, list(source.frames[: config.val_max_frames])
         gt = _read(paths)
         h, w = (gt.shape[1] // SCALE) * SCALE, (gt.shape[2] // SCALE) * SCALE
         gt = gt[:, :h, :w]
@@ -109,9 +105,5 @@ def validate(model: nn.Module, clips: list[ValClip], device: torch.device) -> tu
 def save_strip(strip: np.ndarray, path: Path) -> None:
     """Write a PNG via a temporary file and a rename (no half-written images on interruption)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    try:
-        Image.fromarray(strip).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp:
+        Image.fromarray(strip).save(tmp, format="PNG")

@@ -1,12 +1,18 @@
-"""How to run the model for upscaling: `UpscaleConfig`, the device choice and the output size."""
+"""How to run the model for upscaling: `UpscaleConfig`, the device and precision choice, and the output size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from realbasicvsr.errors import ConfigError, UserError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+# "auto" is resolved by `resolve_dtype` for the device the run uses.
+DtypeChoice = Literal["auto", "fp32", "bf16", "fp16"]
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Chosen by measurement (benchmarks/bench_upscale.py, README): with the forward state carried exactly, 12 frames of
 # look-ahead put the windowed output within ~50 dB PSNR of the whole-clip output on real footage.
 DEFAULT_WINDOW = 30
@@ -20,12 +26,16 @@ DEFAULT_STRIPE_PIXELS = 256 * 256
 @dataclass(frozen=True)
 class UpscaleConfig:
     """How to run the model. `out_size` (width, height) or `outscale` (relative to the input) resize the x4 output
-    with an antialiased bicubic filter; both None keeps x4."""
+    with an antialiased bicubic filter; both None keeps x4.
+
+    `device` "auto" and `dtype` "auto" are resolved when a run starts (`resolve_config`): the best device here,
+    and fp16 on CUDA, fp32 elsewhere.
+    """
 
     window: int = DEFAULT_WINDOW
     overlap: int = DEFAULT_OVERLAP
-    device: str = "cpu"
-    dtype: str = "fp32"
+    device: str = "cpu"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
+    dtype: DtypeChoice = "fp32"
     channels_last: bool = True  # NHWC weights and activations: faster with oneDNN on CPU and on CUDA
     outscale: float | None = None
     out_size: tuple[int, int] | None = None
@@ -33,32 +43,53 @@ class UpscaleConfig:
 
     def __post_init__(self) -> None:
         if self.window < 1:
-            raise ValueError(f"window must be at least 1 frame, got {self.window}")
+            raise ConfigError(f"window must be at least 1 frame, got {self.window}", option="window")
         if self.overlap < 0:
-            raise ValueError(f"overlap must be >= 0, got {self.overlap}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+            raise ConfigError(f"overlap must be >= 0, got {self.overlap}", option="overlap")
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be auto, {', '.join(DTYPES)}, got {self.dtype!r}", option="dtype")
         if self.outscale is not None and self.outscale <= 0:
-            raise ValueError(f"outscale must be positive, got {self.outscale}")
+            raise ConfigError(f"outscale must be positive, got {self.outscale}", option="outscale")
         if self.stripe_pixels < 0:
-            raise ValueError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
+            raise ConfigError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
 
 
 def pick_device(name: str = "auto") -> str:
     """'auto' -> cuda if available, else mps, else cpu; other names are checked for availability."""
-    from realbasicvsr.errors import UserError
-
+    mps = getattr(torch.backends, "mps", None)
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"
-        return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+        return "mps" if mps and mps.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but this PyTorch has no usable CUDA GPU; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps was asked for but Apple MPS is not available here; use --device cpu")
+        raise UserError(
+            "device 'cuda' was asked for but this PyTorch has no usable CUDA GPU; use the device 'cpu'",
+            option="device",
+        )
+    if name == "mps" and not (mps and mps.is_available()):
+        raise UserError(
+            "device 'mps' was asked for but Apple MPS is not available here; use the device 'cpu'", option="device"
+        )
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps", option="device")
     return name
+
+
+def resolve_dtype(dtype: DtypeChoice, device: str) -> Precision:
+    """What `dtype` means on `device`: "auto" is fp16 on CUDA and fp32 elsewhere; fp16 is CUDA-only. (A window that
+    gives NaN/Inf in reduced precision is redone in fp32 by the `Upscaler`.)"""
+    on_cuda = device.startswith("cuda")
+    if dtype == "auto":
+        return "fp16" if on_cuda else "fp32"
+    if dtype == "fp16" and not on_cuda:
+        raise ConfigError(f"dtype fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32", option="dtype")
+    return dtype
+
+
+def resolve_config(config: UpscaleConfig) -> UpscaleConfig:
+    """`config` with its device and dtype settled for this machine: "auto" resolved, the device checked."""
+    device = pick_device(config.device)
+    return replace(config, device=device, dtype=resolve_dtype(config.dtype, device))
 
 
 def output_size(width: int, height: int, options: UpscaleConfig) -> tuple[int, int]:

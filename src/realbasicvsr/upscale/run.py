@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,14 +17,17 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.read import IMAGE_EXTENSIONS, VideoInfo, probe, read_frames
+from realbasicvsr.media.clips import IMAGE_EXTENSIONS
+from realbasicvsr.media.files import commit_replacing, remove_partial, temporary_path
+from realbasicvsr.media.read import MediaKind, VideoInfo, probe, read_frames
 from realbasicvsr.media.write import (
     CONTAINER_FORMATS,
+    WRITE_ERRORS,
     EncodeConfig,
+    FrameWriter,
     ImageFolderWriter,
     ImageWriter,
     VideoWriter,
@@ -33,7 +35,7 @@ from realbasicvsr.media.write import (
     container_format,
 )
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
-from realbasicvsr.upscale.config import UpscaleConfig, output_size
+from realbasicvsr.upscale.config import UpscaleConfig, output_size, resolve_config
 from realbasicvsr.upscale.windows import Upscaler
 
 ProgressCallback = Callable[[int, "int | None"], None]
@@ -44,7 +46,7 @@ class UpscaleResult:
     """What a finished run produced."""
 
     output: Path
-    kind: str  # "video", "folder" or "image"
+    kind: MediaKind
     frames: int
     seconds: float
     width: int
@@ -52,6 +54,9 @@ class UpscaleResult:
     output_bytes: int
     fp32_fallbacks: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Which weights made the output: the name or path given, the default choice's note (`default_weights`), or
+    # "the model given" when the caller passed a loaded model.
+    weights: str = ""
 
     @property
     def fps(self) -> float:
@@ -64,7 +69,7 @@ class UpscaleResult:
         )
 
 
-def output_kind(info: VideoInfo, output: Path) -> str:
+def output_kind(info: VideoInfo, output: Path) -> MediaKind:
     """'video' for a container extension, 'image' for an image extension, else 'folder' of PNG frames."""
     suffix = output.suffix.lower()
     if suffix in CONTAINER_FORMATS:
@@ -92,12 +97,17 @@ def check_paths(info: VideoInfo, output: Path, overwrite: bool) -> None:
     if output.is_dir():
         entries = list(output.iterdir())
         if entries and not overwrite:
-            raise UserError(f"folder {output} is not empty; pass --overwrite to replace its frames or choose another")
+            raise UserError(
+                f"folder {output} is not empty; use overwrite=True to replace its frames, or choose another",
+                option="overwrite",
+            )
         if any(not (p.is_file() and p.suffix.lower() == ".png") for p in entries):
             # --overwrite replaces the whole folder: never delete anything that is not a frame we could have written.
             raise UserError(f"folder {output} holds files other than PNG frames; choose a new or empty folder")
     elif output.exists() and not overwrite:
-        raise UserError(f"{output} already exists; pass --overwrite to replace it or choose another name")
+        raise UserError(
+            f"{output} already exists; use overwrite=True to replace it, or choose another name", option="overwrite"
+        )
     parent = output.resolve().parent
     if not parent.is_dir():
         raise UserError(f"the output folder {parent} does not exist; create it first (mkdir -p {parent})")
@@ -121,11 +131,14 @@ def upscale_video(
 ) -> UpscaleResult:
     """Upscale a video, image folder or image to `output_path` (video, PNG folder or image by its extension).
 
-    Give `model` or `weights` (a path or known name for `realbasicvsr.weights.load_generator`). `fps` sets the
-    frame rate of a video made from images (default 25). Audio/subtitle streams are copied when `copy_streams`.
+    Give `model` or `weights` (a path or known name for `realbasicvsr.weights.load_generator`); with neither, the
+    default weights run (`realbasicvsr.weights.default_weights`: the cached official release, else the bundled
+    compact model), and `UpscaleResult.weights` says which. `options.device` / `options.dtype` "auto" are resolved
+    here (`resolve_config`). `fps` sets the frame rate of a video made from images (default 25). Audio/subtitle
+    streams are copied when `copy_streams`.
     Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
-    options = options or UpscaleConfig()
+    options = resolve_config(options or UpscaleConfig())
     encode = encode or EncodeConfig()
     output = Path(output_path)
     info = probe(input_path)
@@ -134,18 +147,16 @@ def upscale_video(
     if kind == "video":
         check_codec(encode, container_format(output), output, info.bit_depth)
     if model is None:
-        if weights is None:
-            raise UserError("no model given; pass --weights PATH or a known weights name")
-        from realbasicvsr.weights import load_generator
-
-        model = load_generator(weights, cleaning_threshold=cleaning_threshold)
+        model, used = _load_model(weights, cleaning_threshold)
+    else:
+        used = "the model given"
     width, height = output_size(info.width, info.height, options)
     subsampled = encode.resolved_pix_fmt(info.bit_depth).startswith(("yuv420", "yuv422", "nv12"))
     if kind == "video" and subsampled and options.out_size is None and (width % 2 or height % 2):
         # 4:2:0 needs even sizes; round a scale-derived size down to even (as ffmpeg's scale=-2 does).
         width, height = width - width % 2, height - height % 2
         options = replace(options, out_size=(width, height))
-    tmp = output.parent / f".{output.name}.partial-{os.getpid()}{output.suffix if kind != 'folder' else ''}"
+    tmp = temporary_path(output)
     start = time.perf_counter()
     upscaler = Upscaler(model, options)
     writer = _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams)
@@ -154,13 +165,28 @@ def upscale_video(
             written = _run(upscaler, info, writer, progress)
     except BaseException:
         writer.abort()
-        _remove(tmp)
+        remove_partial(tmp)
         raise
-    if output.exists():  # an empty folder, or overwrite=True (checked in check_paths)
-        _remove(output)
-    os.replace(tmp, output)
+    try:
+        # An existing output is an empty folder, or overwrite=True allowed it to go (both checked in check_paths).
+        commit_replacing(tmp, output)
+    except BaseException:
+        remove_partial(tmp)
+        raise
     seconds = time.perf_counter() - start
-    return UpscaleResult(output, kind, written, seconds, width, height, _size_of(output), upscaler.fallbacks)
+    return UpscaleResult(
+        output, kind, written, seconds, width, height, _size_of(output), upscaler.fallbacks, weights=used
+    )
+
+
+def _load_model(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:
+    """The generator of `weights` (or of the default weights) and a line saying which weights those are."""
+    from realbasicvsr.weights import default_weights, load_generator
+
+    if weights is None:
+        choice = default_weights()
+        return load_generator(choice.path, cleaning_threshold=cleaning_threshold), choice.note
+    return load_generator(weights, cleaning_threshold=cleaning_threshold), str(weights)
 
 
 @contextlib.contextmanager
@@ -179,7 +205,18 @@ def _cpu_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams):
+def _make_writer(
+    kind: MediaKind,
+    tmp: Path,
+    output: Path,
+    info: VideoInfo,
+    encode: EncodeConfig,
+    width: int,
+    height: int,
+    fps: Fraction | None,
+    copy_streams: bool,
+) -> FrameWriter:
+    """The writer of `kind` that writes to the temporary path `tmp` (the final `output` names the format)."""
     if kind == "folder":
         return ImageFolderWriter(tmp)
     if kind == "image":
@@ -197,11 +234,11 @@ def _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_strea
             copy_streams=copy_streams,
         )
     except BaseException:
-        _remove(tmp)
+        remove_partial(tmp)
         raise
 
 
-def _run(upscaler: Upscaler, info: VideoInfo, writer, progress: ProgressCallback | None) -> int:
+def _run(upscaler: Upscaler, info: VideoInfo, writer: FrameWriter, progress: ProgressCallback | None) -> int:
     """Feed frames through the model and into a writer thread; returns the number of frames written."""
     frames_in = 0
 
@@ -223,7 +260,7 @@ def _run(upscaler: Upscaler, info: VideoInfo, writer, progress: ProgressCallback
             if item is finish:
                 writer.close()
         except BaseException as error:  # handed to the main thread, which re-raises it
-            if isinstance(error, (av.error.FFmpegError, OSError)):
+            if isinstance(error, WRITE_ERRORS):
                 error = UserError(f"writing the output failed: {error}; check the disk space and the encoder options")
             failure.append(error)
             while item not in (finish, abort):  # keep consuming so the producer never blocks
@@ -251,13 +288,6 @@ def _run(upscaler: Upscaler, info: VideoInfo, writer, progress: ProgressCallback
     if writer.frames_written != frames_in:  # pragma: no cover - a bug guard: never ship a short output silently
         raise RuntimeError(f"wrote {writer.frames_written} frames for {frames_in} input frames")
     return writer.frames_written
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _size_of(path: Path) -> int:

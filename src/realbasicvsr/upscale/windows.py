@@ -2,47 +2,32 @@
 
 The reference runs the whole clip at once (RAM grows with its length) or, with `max_seq_len`, cuts it into
 independent chunks whose propagation restarts cold at every cut (visible seams). Here each window of `window`
-frames is run as follows:
+frames is one call of the model's `RealBasicVSR.stream_window`, which carries a `StreamState` to the next:
 
 - forward branch: its hidden state (and the last cleaned frame, for the flow) is carried from the previous window,
   so the forward direction is exactly what a whole-sequence run computes, with no left context needed;
 - backward branch: it needs the future, so the window is extended by `overlap` look-ahead frames whose outputs
   are discarded; only this truncation differs from a whole-sequence run, and its effect decays with distance.
 
-With `window >= len(clip)` the computation is the model's own, operation for operation, so the output equals the
-direct model output exactly. Memory depends on `window + overlap` and the frame size only, never on the clip length.
+With `window >= len(clip)` the computation is the model's forward, operation for operation, so the output equals
+the direct model output exactly. Memory depends on `window + overlap` and the frame size only, never on the clip length.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from realbasicvsr.media.read import Frame
-from realbasicvsr.models.basicvsr import is_mirror_extended
-from realbasicvsr.models.blocks import flow_warp
-from realbasicvsr.models.realbasicvsr import RealBasicVSR
+from realbasicvsr.models import basicvsr
+from realbasicvsr.models.realbasicvsr import RealBasicVSR, StreamState
 from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size
-
-SPYNET_BATCH_BYTES = 1 << 30  # memory cap for one SPyNet call (see _compute_flows)
-STRIPE_HALO = 2  # LR rows: the x4 stage reads 2 beyond a pixel (3x3 convs at 1x, 2x, 4x + bilinear; 1 fails tests)
-
-
-@dataclass
-class _State:
-    """Carried between windows: the last cleaned LR frame and the forward-branch feature after it, plus the
-    cleaned look-ahead frames, which are the next window's first frames (so they are not cleaned twice)."""
-
-    cleaned: torch.Tensor
-    feat: torch.Tensor
-    lookahead: torch.Tensor | None = None
-    low_precision: bool = False
 
 
 class Upscaler:
@@ -51,6 +36,9 @@ class Upscaler:
     `upscale(frames)` takes and yields `Frame`s (uint8/uint16 RGB), `iter_tensors(frames)` float (3, h, w) tensors
     in [0, 1] and yields float (3, H, W) tensors (not clamped; for exactness tests and custom pipelines). The model
     is moved to the device (and to channels_last when asked) in place.
+
+    The recurrence is the model's (`RealBasicVSR.stream_window`); this class cuts the stream into windows, sets
+    the precision, redoes a window in fp32 when reduced precision overflowed, and resizes the output.
     """
 
     def __init__(self, model: RealBasicVSR, options: UpscaleConfig | None = None) -> None:
@@ -71,7 +59,7 @@ class Upscaler:
         """Upscale a stream of (3, h, w) float frames; yields (3, H, W) float frames in order."""
         window, overlap = self.options.window, self.options.overlap
         pending: list[torch.Tensor] = []
-        state: _State | None = None
+        state: StreamState | None = None
         for frame in frames:
             pending.append(frame)
             if len(pending) >= window + overlap:
@@ -81,85 +69,64 @@ class Upscaler:
             state = yield from self._run_window(pending[: window + overlap], min(window, len(pending)), state)
             pending = pending[window:]
 
-    def _run_window(self, frames, n_core, state):
-        """Generator: yields the n_core output frames, returns the state after them. Redoes the window in fp32 from
-        the first non-finite frame on when reduced precision overflowed."""
+    def _run_window(
+        self, frames: list[torch.Tensor], keep: int, state: StreamState | None
+    ) -> Generator[torch.Tensor, None, StreamState]:
+        """Yield the outputs of the first `keep` of `frames`, return the state after them. Redoes the window in
+        fp32 from the first non-finite frame on when reduced precision overflowed."""
+        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
         low = self.options.dtype != "fp32"
-        holder: list[_State] = []
-        for done, hr in enumerate(self._window_outputs(frames, n_core, state, low, holder)):
+        outputs = self._window_outputs(lq, keep, state, low)
+        done = 0
+        while True:
+            try:
+                hr = next(outputs)
+            except StopIteration as end:
+                return end.value
             if low and not bool(torch.isfinite(hr).all()):
                 self.fallbacks += 1
                 warnings.warn(
                     f"{self.options.dtype} gave NaN/Inf in a window; redoing it in fp32", RuntimeWarning, stacklevel=2
                 )
-                holder.clear()
-                for i, hr32 in enumerate(self._window_outputs(frames, n_core, state, False, holder)):
-                    if i >= done:
-                        yield hr32
-                return holder[0]
+                outputs.close()
+                redo = self._window_outputs(lq, keep, state, low_precision=False)
+                for _ in range(done):  # already yielded in reduced precision; recomputed for the recurrence only
+                    next(redo)
+                return (yield from redo)
             yield hr
-        return holder[0]
+            done += 1
 
-    def _autocast(self, enabled: bool) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=DTYPES[self.options.dtype], enabled=enabled)
-
-    @torch.inference_mode()
-    def _window_outputs(self, frames, n_core, state, low_precision, holder) -> Iterator[torch.Tensor]:
-        """Yield the HR outputs of the first `n_core` frames of `frames`; append the end state to `holder`.
+    def _window_outputs(
+        self, lq: torch.Tensor, keep: int, state: StreamState | None, low_precision: bool
+    ) -> Generator[torch.Tensor, None, StreamState]:
+        """The model's `stream_window` on `lq` (1, t, 3, h, w), each step run in inference mode at this window's
+        precision, its outputs (3, H, W) resized to the output size; returns the model's end state.
 
         The autocast context is entered around each compute step and never held across a `yield`, so a consumer
         (or an abandoned generator after a fp32 fallback) never runs under this window's precision.
         """
-        model, bvsr = self.model, self.model.basicvsr
-        with self._autocast(low_precision):
-            # Reuse the previous window's cleaned look-ahead (same precision only: a fp32 redo cleans afresh). The
-            # number of cleaning passes is thus decided per batch of newly cleaned frames (always 1 at T=255).
-            cached = None
-            if state is not None and state.lookahead is not None and state.low_precision == low_precision:
-                cached = state.lookahead
-            reused = 0 if cached is None else cached.shape[1]
-            parts = [] if cached is None else [cached]
-            if len(frames) > reused:
-                new = [f.to(self.device, torch.float32, non_blocking=True) for f in frames[reused:]]
-                parts.append(model.clean(torch.stack(new).unsqueeze(0)))
-            cleaned = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            n, t, _, h, w = cleaned.shape
-            flows_backward, flows_forward = _compute_flows(bvsr, cleaned, n_core - 1) if t > 1 else (None, None)
-            # Same per-frame memory layout as BasicVSR.iter_outputs, so results match it bit for bit.
-            fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
-            lrs = [cleaned[:, i].contiguous(memory_format=fmt) for i in range(t)]
-
-            # Backward branch over core + look-ahead; keep the features of the core frames only.
-            backward_feats: list[torch.Tensor | None] = [None] * n_core
-            feat = cleaned.new_zeros(n, bvsr.mid_channels, h, w).contiguous(memory_format=fmt)
-            for i in range(t - 1, -1, -1):
-                if i < t - 1:
-                    feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
-                feat = bvsr.backward_resblocks(torch.cat([lrs[i], feat.contiguous(memory_format=fmt)], dim=1))
-                if i < n_core:
-                    backward_feats[i] = feat
-
-            # Forward branch: continue from the previous window's state (zeros at the start of the clip).
-            if state is None:
-                feat = torch.zeros_like(feat)
-            else:
-                boundary_flow = bvsr.spynet(lrs[0], state.cleaned.to(cleaned.dtype))
-                feat = flow_warp(state.feat.to(feat.dtype), boundary_flow.permute(0, 2, 3, 1))
-        size = output_size(w, h, self.options)
-        for i in range(n_core):
-            with self._autocast(low_precision):
-                lr = lrs[i]
-                if i > 0:
-                    flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, t - 1 - i]
-                    feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
-                feat = bvsr.forward_resblocks(torch.cat([lr, feat.contiguous(memory_format=fmt)], dim=1))
-                hr = reconstruct_in_stripes(bvsr, lr, backward_feats[i], feat, self.options.stripe_pixels)
-                backward_feats[i] = None
-            if (hr.shape[-1], hr.shape[-2]) != size:
-                hr = resize(hr.float(), size)
+        steps = self.model.stream_window(
+            lq,
+            keep,
+            state,
+            autocast_dtype=DTYPES[self.options.dtype] if low_precision else None,
+            stripe_pixels=self.options.stripe_pixels,
+            max_flow_batch_bytes=basicvsr.SPYNET_BATCH_BYTES,  # looked up here, so that tests can lower it
+        )
+        size = output_size(lq.shape[-1], lq.shape[-2], self.options)
+        while True:
+            with torch.inference_mode():
+                with self._autocast(low_precision):
+                    try:
+                        hr = next(steps)
+                    except StopIteration as end:
+                        return end.value
+                if (hr.shape[-1], hr.shape[-2]) != size:
+                    hr = resize(hr.float(), size)
             yield hr[0]
-        lookahead = cleaned[:, n_core:].clone() if t > n_core else None
-        holder.append(_State(lrs[n_core - 1].clone(), feat.clone(), lookahead, low_precision))
+
+    def _autocast(self, enabled: bool) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=DTYPES[self.options.dtype], enabled=enabled)
 
     # ---------------------------------------------------------------- frames
     def upscale(self, frames: Iterable[Frame]) -> Iterator[Frame]:
@@ -180,56 +147,6 @@ class Upscaler:
                     resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
                 )[..., 0]
             yield replace(source, image=to_image(hr, depth), alpha=alpha)
-
-
-def reconstruct_in_stripes(
-    bvsr, lr: torch.Tensor, backward_feat: torch.Tensor, forward_feat: torch.Tensor, stripe_pixels: int
-) -> torch.Tensor:
-    """`bvsr.reconstruct` (fusion + x4 upsampling of one frame) in horizontal stripes of at most `stripe_pixels`
-    LR pixels, so its memory no longer grows with the frame. Each stripe is computed with STRIPE_HALO rows of
-    context on both sides and only its own rows are kept: the same values as one piece (up to float rounding
-    from the kernels' shape-dependent blocking), at 2 * STRIPE_HALO extra rows of work per stripe."""
-    n, _, h, w = lr.shape
-    rows = h if stripe_pixels == 0 else max(1, stripe_pixels // w)
-    if rows >= h:
-        return bvsr.reconstruct(lr, backward_feat, forward_feat)
-    out = None
-    for top in range(0, h, rows):
-        bottom = min(h, top + rows)
-        lo, hi = max(0, top - STRIPE_HALO), min(h, bottom + STRIPE_HALO)
-        part = bvsr.reconstruct(lr[:, :, lo:hi], backward_feat[:, :, lo:hi], forward_feat[:, :, lo:hi])
-        if out is None:
-            fmt = getattr(bvsr, "memory_format", torch.contiguous_format)
-            out = part.new_empty(n, part.shape[1], 4 * h, 4 * w).contiguous(memory_format=fmt)
-        out[:, :, 4 * top : 4 * bottom] = part[:, :, 4 * (top - lo) : 4 * (bottom - lo)]
-    return out
-
-
-def _compute_flows(bvsr, lrs: torch.Tensor, forward_pairs: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`BasicVSR.compute_flows` with a memory cap: SPyNet sees at most `SPYNET_BATCH_BYTES` worth of frame pairs
-    per call instead of all pairs of the window at once.
-
-    SPyNet on every pair in one batch is the reference's largest memory peak (~0.9 kB per LR pixel, padded to
-    multiples of 32, per pair: ~33 GB for 42 frames of 720p). Below the cap this is one call, exactly as the model
-    does it; above it the flows can differ from one big batch by float rounding (~1e-7). Forward flows are only
-    needed for the first `forward_pairs` pairs (the look-ahead frames have no forward pass).
-    """
-    padded = -(-lrs.shape[-2] // 32) * 32 * (-(-lrs.shape[-1] // 32) * 32)
-    pairs_per_call = max(1, SPYNET_BATCH_BYTES // (900 * padded))
-    n, t, c, h, w = lrs.shape
-
-    def pairs(x: torch.Tensor, count: int) -> torch.Tensor:
-        return x[:, :count].reshape(-1, c, h, w)
-
-    def spynet(ref: torch.Tensor, supp: torch.Tensor) -> torch.Tensor:
-        step = pairs_per_call * n
-        parts = [bvsr.spynet(ref[i : i + step], supp[i : i + step]) for i in range(0, ref.shape[0], step)]
-        return torch.cat(parts).view(n, -1, 2, h, w)
-
-    flows_backward = spynet(pairs(lrs[:, :-1], t - 1), pairs(lrs[:, 1:], t - 1))
-    if is_mirror_extended(lrs) or forward_pairs < 1:  # mirrored: the reference reverses the backward flows
-        return flows_backward, None
-    return flows_backward, spynet(pairs(lrs[:, 1:], forward_pairs), pairs(lrs[:, :-1], forward_pairs))
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -7,7 +7,8 @@ weights shipped inside the package, so that the main commands work without any d
   Its SPyNet is our own, pretrained on synthetic motion (`realbasicvsr pretrain-spynet`); the file also serves as
   `run.spynet_weights` for training other models without a download.
 
-The shipped file has a `.json` beside it with its sha256 and training steps.
+The shipped file has a `.json` beside it with its sha256 and training steps. `default_weights()` is the rule for
+which weights run when none are given (the cached official release, else this bundled file).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -101,23 +103,24 @@ def resolve_weights(name_or_path: str | Path, *, download: bool = True) -> Path:
     name = str(name_or_path)
     if name not in KNOWN_WEIGHTS:
         if path.exists():
-            raise UserError(f"weights path {path} is not a file")
+            raise UserError(f"weights path {path} is not a file", option="weights")
         known = ", ".join(KNOWN_WEIGHTS)
         raise UserError(
-            f"weights {name!r} not found: give the path of a .pth/.safetensors file or a known name ({known})"
+            f"weights {name!r} not found: give the path of a .pth/.safetensors file or a known name ({known})",
+            option="weights",
         )
     info = KNOWN_WEIGHTS[name]
     target = weights_cache_dir() / info.filename
     if target.is_file():
         return target
     if not download:
-        raise UserError(_offline_message(info, target, "downloading is disabled"))
+        raise UserError(_offline_message(info, target, "downloading is disabled"), option="weights")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         # Writes to a temporary file, checks the sha256 prefix, then moves into place.
         torch.hub.download_url_to_file(info.url, str(target), hash_prefix=info.sha256_prefix, progress=True)
     except OSError as error:  # URLError and socket errors are OSErrors
-        raise UserError(_offline_message(info, target, f"download failed: {error}")) from error
+        raise UserError(_offline_message(info, target, f"download failed: {error}"), option="weights") from error
     except RuntimeError as error:  # torch.hub raises RuntimeError on a hash mismatch
         raise UserError(
             f"downloaded {info.url} but its sha256 does not start with {info.sha256_prefix}: {error}"
@@ -128,5 +131,39 @@ def resolve_weights(name_or_path: str | Path, *, download: bool = True) -> Path:
 def _offline_message(info: KnownWeights, target: Path, reason: str) -> str:
     return (
         f"the {info.name} weights are not cached and {reason}. Download {info.url} on a machine with internet "
-        f"and put it at {target} (or pass its path with --weights)"
+        f"and put it at {target} (or give that file's path as the weights)"
     )
+
+
+@dataclass(frozen=True)
+class DefaultWeights:
+    """The weights used when none are given: the file, where it comes from, and one line saying so."""
+
+    path: Path
+    source: Literal["official", "bundled"]
+    note: str  # e.g. "the official realbasicvsr_x4 weights (/root/.cache/torch/hub/checkpoints/...)"
+
+
+def default_weights() -> DefaultWeights:
+    """The default-weights rule of `upscale_video` and the `upscale` command.
+
+    The official release when it is already in the cache, else the bundled compact model after its sha256 check.
+    It never downloads: an offline machine would stall, and the user did not ask for a download. Raises
+    `UserError` (option "weights") saying how to get the official file, online or offline, when neither is there.
+    """
+    cached = cached_known_weights(DEFAULT_WEIGHTS)
+    if cached is not None:
+        return DefaultWeights(cached, "official", f"the official {DEFAULT_WEIGHTS} weights ({cached})")
+    target = weights_cache_dir() / KNOWN_WEIGHTS[DEFAULT_WEIGHTS].filename
+    bundled = bundled_weights_path()
+    if bundled is None:
+        raise UserError(
+            f"no weights were given, the official {DEFAULT_WEIGHTS} weights are not cached and this installation "
+            f"has no bundled model: set the weights to {DEFAULT_WEIGHTS!r} to download them once, or to the path "
+            f"of a .pth/.safetensors file (offline: download {KNOWN_WEIGHTS[DEFAULT_WEIGHTS].url} elsewhere and "
+            f"put it at {target})",
+            option="weights",
+        )
+    verify_bundled(bundled)
+    note = f"the {bundled_description()}; the official {DEFAULT_WEIGHTS} weights are not in {target.parent}"
+    return DefaultWeights(bundled, "bundled", note)

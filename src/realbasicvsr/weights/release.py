@@ -1,12 +1,15 @@
-"""Reading and writing generator weight files.
+"""Reading and writing weight files: the generator's, and SPyNet's (the flow network inside it).
 
-Two formats are read:
+Two generator formats are read:
 - the official mmediting/OpenMMLab checkpoint as published (legacy torch serialisation, `{'meta', 'state_dict'}`
   with `generator.*`, `generator_ema.*`, `discriminator.*` and possibly `perceptual_loss.*` / `step_counter`);
 - our release format: a `.safetensors` file of the generator state dict whose metadata carries the architecture
   (`ModelConfig`) as JSON, with a human-readable `<name>.json` beside it.
 
 Our module names mirror the reference's, so mapping an official file is: choose the prefix, strip it, load strictly.
+A SPyNet file is any of these that holds SPyNet's `basic_module.*` weights (the official SPyNet checkpoint, ours
+from `pretrain-spynet`, or a generator). Every `.safetensors` we write goes through `write_safetensors`: the file
+plus its `.json` sidecar with the sha256, both written atomically (`realbasicvsr.media.files`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ from pathlib import Path
 import torch
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import atomic_output
 from realbasicvsr.models.realbasicvsr import OFFICIAL_INFERENCE_THRESHOLD, ModelConfig, RealBasicVSR
+from realbasicvsr.models.spynet import SPyNet
 from realbasicvsr.weights.known import resolve_weights
 
 CONFIG_METADATA_KEY = "realbasicvsr_model_config"
 FORMAT_METADATA_KEY = "realbasicvsr_format"
 RELEASE_FORMAT_VERSION = "1"
+SPYNET_METADATA = {"realbasicvsr_spynet": "synthetic-pretrained"}
+# Where SPyNet's weights sit in the files we accept: training checkpoints (generator / EMA), a generator state dict
+# (our release), a bare SPyNet (ours), or the official SPyNet checkpoint (no prefix).
+_SPYNET_PREFIXES = ("generator.spynet.", "generator_ema.spynet.", "basicvsr.spynet.", "spynet.", "")
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -171,12 +180,7 @@ def read_release_config(path: Path) -> ModelConfig:
 
 
 def save_release(model: RealBasicVSR, path: str | Path, *, extra: dict[str, str] | None = None) -> Path:
-    """Write the generator in our release format: `path` (.safetensors) plus `path.json` with config and sha256.
-
-    Both files are written to temporary names first and renamed on success.
-    """
-    from safetensors.torch import save_file
-
+    """Write the generator in our release format: `path` (.safetensors) plus `path.json` with config and sha256."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise UserError(f"release weights must end in .safetensors, got {path.name}")
@@ -187,25 +191,65 @@ def save_release(model: RealBasicVSR, path: str | Path, *, extra: dict[str, str]
         **(extra or {}),
     }
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    header = {"format": f"realbasicvsr-release-v{RELEASE_FORMAT_VERSION}", "model_config": model.config.to_dict()}
+    return write_safetensors(path, state, metadata, header=header, extra=extra or {})
+
+
+def write_safetensors(
+    path: Path,
+    state: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    *,
+    header: dict[str, object] | None = None,
+    extra: dict[str, object] | None = None,
+) -> Path:
+    """Write `state` to `path` (.safetensors with `metadata`) and a `.json` beside it:
+    `{**header, "weights_file": NAME, "sha256": DIGEST, **extra}`.
+
+    Both files are written under unique temporary names and renamed when both are complete, the weights first
+    (after a crash between the two renames, a reader that checks the sha256, such as `verify_bundled`, sees it).
+    """
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     sidecar = path.with_suffix(".json")
-    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
-    sidecar_tmp.write_text(
-        json.dumps(
-            {
-                "format": f"realbasicvsr-release-v{RELEASE_FORMAT_VERSION}",
-                "model_config": model.config.to_dict(),
-                "weights_file": path.name,
-                "sha256": digest,
-                **(extra or {}),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    tmp.replace(path)
-    sidecar_tmp.replace(sidecar)
+    # Leaving the block commits the inner (weights) file first, then the sidecar; an error removes both.
+    with atomic_output(sidecar) as sidecar_tmp, atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        record = {**(header or {}), "weights_file": path.name, "sha256": digest, **(extra or {})}
+        sidecar_tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def save_spynet(spynet: SPyNet, path: str | Path, info: dict[str, object]) -> Path:
+    """Write SPyNet's `basic_module.*` weights (what `load_spynet_weights` reads) + a `.json` with the sha256
+    and `info`."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise UserError(f"the SPyNet file must end in .safetensors, got {path.name}")
+    state = {k: v.detach().float().contiguous() for k, v in spynet.state_dict().items() if k.startswith("basic_")}
+    return write_safetensors(path, state, SPYNET_METADATA, extra=info)
+
+
+def load_spynet_weights(spynet: SPyNet, path: str | Path) -> SPyNet:
+    """Load a SPyNet file into `spynet` (its `basic_module.*` weights; the normalisation buffers stay) and return it.
+
+    A SPyNet file is the official one (keys `basic_module.*`, maybe under `state_dict`), ours from
+    `realbasicvsr pretrain-spynet`, or the SPyNet inside a generator file (a training checkpoint or one of our
+    releases, such as the bundled compact model).
+    """
+    state = read_state_file(path)
+    picked: dict[str, torch.Tensor] = {}
+    for prefix in _SPYNET_PREFIXES:
+        picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix + "basic_module.")}
+        if picked:
+            break
+    expected = {k for k in spynet.state_dict() if k.startswith("basic_module.")}
+    if set(picked) != expected:
+        raise UserError(
+            f"{path} is not a SPyNet checkpoint ({len(set(picked) & expected)} of {len(expected)} SPyNet keys "
+            "found); give the official SPyNet file, one from `realbasicvsr pretrain-spynet` or a generator file"
+        )
+    spynet.load_state_dict(picked, strict=False)
+    return spynet

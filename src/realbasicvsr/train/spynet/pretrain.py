@@ -13,22 +13,23 @@ far longer than a CPU run lasts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realbasicvsr.errors import UserError
+from realbasicvsr.errors import ConfigError
 from realbasicvsr.models.blocks import flow_warp
 from realbasicvsr.models.spynet import SPyNet, level_inputs
 from realbasicvsr.train.spynet import init_weights as flowinit
+from realbasicvsr.weights.release import load_spynet_weights
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,19 @@ class SpynetPretrainConfig:
     # "gradient": start from the wired normal-flow estimator of realbasicvsr.train.spynet.init_weights (leaves the
     # zero-flow plateau at once); "zero": the zero-flow network (last convolutions zeroed), which stayed on the
     # plateau in our runs.
-    init: str = "gradient"
+    init: Literal["gradient", "zero"] = "gradient"
     calibration_pairs: int = 32
     motion: MotionConfig = MotionConfig()
 
     def __post_init__(self) -> None:
         if self.init not in ("gradient", "zero"):
-            raise UserError(f"init must be 'gradient' or 'zero', got {self.init!r}")
+            raise ConfigError(f"init must be 'gradient' or 'zero', got {self.init!r}", option="init")
         if self.crop % 32 or self.crop < 32:
-            raise UserError(f"crop must be a positive multiple of 32, got {self.crop}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise UserError("steps and batch size must be positive")
+            raise ConfigError(f"crop must be a positive multiple of 32, got {self.crop}", option="crop")
+        if self.steps < 1:
+            raise ConfigError(f"steps must be positive, got {self.steps}", option="steps")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}", option="batch_size")
 
 
 def random_flow(rng: np.random.Generator, size: int, motion: MotionConfig) -> np.ndarray:
@@ -270,37 +273,10 @@ def pretrain(
     return spynet.eval(), records
 
 
-def save_spynet(spynet: SPyNet, path: str | Path, info: dict[str, object]) -> Path:
-    """Write the `basic_module.*` weights (the keys `train.setup.load_spynet` reads) + a `.json` with sha256."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise UserError(f"the SPyNet file must end in .safetensors, got {path.name}")
-    state = {k: v.detach().float().contiguous() for k, v in spynet.state_dict().items() if k.startswith("basic_")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"realbasicvsr_spynet": "synthetic-pretrained"})
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    sidecar = path.with_suffix(".json")
-    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
-    sidecar_tmp.write_text(json.dumps({"weights_file": path.name, "sha256": digest, **info}, indent=2) + "\n")
-    tmp.replace(path)
-    sidecar_tmp.replace(sidecar)
-    return path
-
-
 def load_spynet_file(path: str | Path) -> SPyNet:
-    """A SPyNet (eval mode) from a file written by `save_spynet` (or any `basic_module.*` state dict)."""
-    from realbasicvsr.weights import read_state_file
-
-    state = read_state_file(path)
-    spynet = SPyNet()
-    expected = {k for k in spynet.state_dict() if k.startswith("basic_module.")}
-    if set(state) != expected:
-        raise UserError(f"{path} is not a SPyNet file ({len(set(state) & expected)} of {len(expected)} keys match)")
-    spynet.load_state_dict(state, strict=False)
-    return spynet.eval()
+    """A SPyNet (eval mode) from a SPyNet file (`save_spynet`'s, the official one, or a generator's; see
+    `realbasicvsr.weights.release.load_spynet_weights`)."""
+    return load_spynet_weights(SPyNet(), path).eval()
 
 
 def config_dict(config: SpynetPretrainConfig) -> dict[str, object]:
