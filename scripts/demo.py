@@ -39,19 +39,19 @@ def pick_model(weights: str | None):
     import torch
 
     from realbasicvsr.models import ModelConfig, RealBasicVSR
-    from realbasicvsr.weights import DEFAULT_WEIGHTS, cached_known_weights, load_generator
+    from realbasicvsr.weights import (
+        DEFAULT_WEIGHTS,
+        bundled_weights_path,
+        cached_known_weights,
+        default_weights,
+        load_generator,
+    )
 
     if weights:
         return load_generator(weights), f"weights {weights}", True
-    cached = cached_known_weights(DEFAULT_WEIGHTS)
-    if cached is not None:
-        return load_generator(cached), f"official release ({cached.name})", True
-    from realbasicvsr.weights import bundled_description, bundled_weights_path, verify_bundled
-
-    bundled = bundled_weights_path()
-    if bundled is not None:
-        verify_bundled(bundled)
-        return load_generator(bundled), bundled_description(), True
+    if cached_known_weights(DEFAULT_WEIGHTS) is not None or bundled_weights_path() is not None:
+        choice = default_weights()  # the library's rule: the cached official release, else the bundled model
+        return load_generator(choice.path), choice.note, True
     if SHARED_CHECKPOINT.is_file():
         label = "the small c16b2 TEST checkpoint (not trained for quality: the output is NOT a real restoration)"
         return load_generator(SHARED_CHECKPOINT), label, False
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=REPO / "demo_output")
     args = parser.parse_args(argv)
 
-    from realbasicvsr.upscale.config import UpscaleConfig, pick_device
+    from realbasicvsr.upscale.config import UpscaleConfig
     from realbasicvsr.upscale.run import upscale_video
 
     model, label, real = pick_model(args.weights)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             trimmed,
             output,
             model=model,
-            options=UpscaleConfig(device=pick_device("auto")),
+            options=UpscaleConfig(device="auto"),
             overwrite=True,
             progress=lambda done, _total: bar.update(done - bar.n),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,20 @@ def test_bf16_overflow_is_redone_in_fp32():
 def test_fp16_is_refused_off_cuda():
     with pytest.raises(ValueError, match="CUDA"):
         Upscaler(small_model(), UpscaleConfig(dtype="fp16"))
+
+
+def test_auto_device_and_dtype_are_settled_by_the_upscaler_itself():
+    """The Python API takes "auto" as the CLI does: without a GPU it means cpu and fp32, and the output is then
+    the same as with those given explicitly."""
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU meaning of auto")
+    clip, model = moving_clip(3), small_model()
+    auto = Upscaler(copy.deepcopy(model), UpscaleConfig(window=2, overlap=1, device="auto", dtype="auto"))
+    explicit = Upscaler(model, UpscaleConfig(window=2, overlap=1, device="cpu", dtype="fp32"))
+    assert (auto.options.device, auto.options.dtype) == ("cpu", "fp32")
+    assert torch.equal(
+        torch.stack(list(auto.iter_tensors(list(clip)))), torch.stack(list(explicit.iter_tensors(list(clip))))
+    )
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

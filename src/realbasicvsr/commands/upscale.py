@@ -63,8 +63,6 @@ def _nonneg_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from realbasicvsr.upscale.config import DEFAULT_OVERLAP, DEFAULT_WINDOW  # light: torch is imported lazily below
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", help="video file, folder of images (natural order) or one image")
     parser.add_argument(
@@ -72,12 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video (.mp4/.mkv/.mov/.webm: container by extension), a folder for PNG frames, or an image "
         "(for an image input)",
     )
+    _add_model_and_running(parser)
+    _add_size_encoding_and_output(parser)
+
+
+def _add_model_and_running(parser: argparse.ArgumentParser) -> None:
+    from realbasicvsr.upscale.config import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
     model = parser.add_argument_group("model")
     model.add_argument(
         "--weights",
         default=None,
         help="weights: a .pth (official) or .safetensors (ours) path, or a known name (realbasicvsr_x4 = the "
-        "official release, downloaded on first use); default: the official release if it is already cached",
+        "official release, downloaded on first use); default: the official release if it is already cached, "
+        "else the bundled compact model (never a download)",
     )
     model.add_argument(
         "--cleaning-threshold",
@@ -108,6 +114,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="NHWC memory layout for weights and activations (default on: faster with oneDNN on CPU and on CUDA)",
     )
+
+
+def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
     size = parser.add_argument_group("size")
     group = size.add_mutually_exclusive_group()
     group.add_argument("--outscale", type=_positive_float, help="output scale vs the input, e.g. 1.5 (default 4)")

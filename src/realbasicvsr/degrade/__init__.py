@@ -6,7 +6,7 @@ one clip into a JSON-serialisable `DegradationPlan`; `apply_plan(clip, plan)` is
 scipy (sinc kernel) and PyAV (video codec).
 """
 
-from realbasicvsr.degrade.config import DegradationConfig, fast, official
+from realbasicvsr.degrade.config import PRESETS, DegradationConfig, fast, official
 from realbasicvsr.degrade.plan import (
     DegradationPlan,
     apply_plan,
@@ -18,6 +18,7 @@ from realbasicvsr.degrade.random_plan import sample_plan
 from realbasicvsr.degrade.training_sample import degrade_clip, full_frame_target, make_training_sample
 
 __all__ = [
+    "PRESETS",
     "DegradationConfig",
     "DegradationPlan",
     "apply_plan",

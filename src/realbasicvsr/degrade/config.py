@@ -8,12 +8,10 @@ random-walk increment (0 disables the walk). An invalid value raises `ConfigErro
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from realbasicvsr.errors import ConfigError
-from realbasicvsr.typed_config import build_config, merge, to_plain
 
 KernelType = Literal[
     "iso",
@@ -205,52 +203,6 @@ def fast() -> DegradationConfig:
 
 # The named recipes, for configs (`data.degradation: fast`) and `realbasicvsr degrade --preset`.
 PRESETS = {"official": official, "fast": fast}
-NO_DEGRADATION = "none"  # in a training config: LQ = bicubic x4 downsampling of the GT, no sharpening
-# Training configs (and the configs saved in checkpoints) from before the recipes had names say `realworld`: it
-# was the official recipe, so old runs still load, resume and export.
-ALIASES = {"realworld": "official"}
-_CHOICES = f"one of {', '.join(PRESETS)}, {NO_DEGRADATION} or a mapping of DegradationConfig fields"
-
-
-def degradation_from_value(value: Any, where: str = "degradation") -> DegradationConfig | None:
-    """The recipe a config value names (`where` is its dotted key, for the error messages):
-
-    - None or "none": no degradation (None);
-    - a preset name of `PRESETS` ("official", "fast"; "realworld" = "official");
-    - a mapping of `DegradationConfig` fields over the official preset, or over the preset its `preset` key names.
-      Nested sections merge field by field (`{"noise2": {"prob": 0.5}}` changes only that probability, noise2
-      keeps its second-order ranges); unknown keys are errors that list the known ones;
-    - a `DegradationConfig`, returned as it is.
-    """
-    if value is None or value == NO_DEGRADATION:
-        return None
-    if isinstance(value, DegradationConfig):
-        return value
-    if isinstance(value, str):
-        return _preset(value, where)()
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be {_CHOICES}, got {value!r}")
-    fields = dict(value)
-    base = _preset(fields.pop("preset", "official"), f"{where}.preset")()
-    return build_config(DegradationConfig, merge(to_plain(asdict(base)), fields), f"{where}.")
-
-
-def degradation_to_value(config: DegradationConfig | None) -> str | dict[str, Any]:
-    """What a config file says for `config`: "none", a preset's name, or every field of a custom recipe (so a run
-    config records it in full); `degradation_from_value` reads each back to an equal config."""
-    if config is None:
-        return NO_DEGRADATION
-    for name, preset in PRESETS.items():
-        if config == preset():
-            return name
-    return to_plain(asdict(config))
-
-
-def _preset(name: Any, where: str) -> Callable[[], DegradationConfig]:
-    name = ALIASES.get(name, name) if isinstance(name, str) else name
-    if name not in PRESETS:
-        raise ConfigError(f"{where} must be {_CHOICES}, got {name!r}")
-    return PRESETS[name]
 
 
 def default_omega_range(kernel_size: int) -> tuple[float, float]:

@@ -5,26 +5,76 @@ every key is optional (missing keys keep the defaults below) and an unknown key 
 silently falls back to a default. `KEY=VALUE` overrides (`data.batch_size=4`) are applied on top.
 
 `data.degradation` is the degradation recipe (`realbasicvsr.degrade.DegradationConfig`): a preset name
-(`official`, `fast`), `none`, or a mapping of recipe fields over the official preset
-(`realbasicvsr.degrade.config.degradation_from_value`). Invalid values raise `ConfigError`.
+(`official`, `fast`), `none`, or a mapping of recipe fields over the official preset (`degradation_from_value`).
+Invalid values raise `ConfigError`.
 """
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from realbasicvsr.degrade.config import DegradationConfig, degradation_from_value, degradation_to_value, official
+from realbasicvsr.degrade.config import PRESETS as DEGRADATION_PRESETS
+from realbasicvsr.degrade.config import DegradationConfig, official
 from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.models import ModelConfig
-from realbasicvsr.typed_config import build_config, merge, to_plain
+from realbasicvsr.train.typed_config import build_config, merge, to_plain
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ChannelsLast = Literal["auto", "always", "never"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 CHANNELS_LAST: tuple[str, ...] = typing.get_args(ChannelsLast)
+NO_DEGRADATION = "none"  # LQ = bicubic x4 downsampling of the GT, no sharpening (paired data)
+# Run configs (and the configs saved in checkpoints) from before the recipes had names say `realworld`: it was
+# the official recipe, so old runs still load, resume and export.
+DEGRADATION_ALIASES = {"realworld": "official"}
+_DEGRADATION_CHOICES = (
+    f"one of {', '.join(DEGRADATION_PRESETS)}, {NO_DEGRADATION} or a mapping of DegradationConfig fields"
+)
+
+
+def degradation_from_value(value: Any, where: str = "data.degradation") -> DegradationConfig | None:
+    """The degradation recipe a config value names (`where`: its dotted key, for the error messages).
+
+    - None or "none": no degradation (the LQ is the bicubic x4 downsampling of the GT);
+    - a preset name of `realbasicvsr.degrade.config.PRESETS` ("official", "fast"; "realworld" = "official");
+    - a mapping of `DegradationConfig` fields over the official preset, or over the preset its `preset` key names.
+      Nested sections merge field by field (`{"noise2": {"prob": 0.5}}` changes only that probability; noise2
+      keeps its second-order ranges); unknown keys are errors that list the known ones;
+    - a `DegradationConfig`, returned as it is.
+    """
+    if value is None or value == NO_DEGRADATION:
+        return None
+    if isinstance(value, DegradationConfig):
+        return value
+    if isinstance(value, str):
+        return _degradation_preset(value, where)()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {value!r}")
+    fields = dict(value)
+    base = _degradation_preset(fields.pop("preset", "official"), f"{where}.preset")()
+    return build_config(DegradationConfig, merge(to_plain(asdict(base)), fields), f"{where}.")
+
+
+def degradation_to_value(config: DegradationConfig | None) -> str | dict[str, Any]:
+    """What a config file says for `config`: "none", a preset's name, or every field of a custom recipe (so the
+    run config records it in full); `degradation_from_value` reads each back to an equal config."""
+    if config is None:
+        return NO_DEGRADATION
+    for name, preset in DEGRADATION_PRESETS.items():
+        if config == preset():
+            return name
+    return to_plain(asdict(config))
+
+
+def _degradation_preset(name: Any, where: str) -> Callable[[], DegradationConfig]:
+    name = DEGRADATION_ALIASES.get(name, name) if isinstance(name, str) else name
+    if name not in DEGRADATION_PRESETS:
+        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {name!r}")
+    return DEGRADATION_PRESETS[name]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ frames is one call of the model's `RealBasicVSR.stream_window`, which carries a 
   are discarded; only this truncation differs from a whole-sequence run, and its effect decays with distance.
 
 With `window >= len(clip)` the computation is the model's forward, operation for operation, so the output equals
-the direct model output exactly. Memory depends on `window + overlap` and the frame size only, never on the clip length.
+the direct model output exactly. Memory depends on `window + overlap` and the frame size only, never on the clip
+length.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from realbasicvsr.media.read import Frame
 from realbasicvsr.models import basicvsr
 from realbasicvsr.models.realbasicvsr import RealBasicVSR, StreamState
-from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size
+from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size, resolve_config
 
 
 class Upscaler:
@@ -42,9 +43,7 @@ class Upscaler:
     """
 
     def __init__(self, model: RealBasicVSR, options: UpscaleConfig | None = None) -> None:
-        self.options = options or UpscaleConfig()
-        if self.options.dtype == "fp16" and not self.options.device.startswith("cuda"):
-            raise ValueError("fp16 is only supported on CUDA (use bf16 or fp32 on this device)")
+        self.options = resolve_config(options or UpscaleConfig())  # "auto" device/dtype settled, fp16 checked
         self.device = torch.device(self.options.device)
         self.model = model.eval().to(self.device)
         if self.options.channels_last:

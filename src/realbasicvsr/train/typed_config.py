@@ -5,7 +5,7 @@ known ones, so a typo never falls back to a default) and every value against the
 strings, booleans, `Literal` choices, fixed and variable tuples, `X | None`, nested dataclasses). A field may name
 its own reader in its metadata (`field(metadata={"parse": reader})`, `reader(value, where)`) when a config file
 spells it differently from Python (a preset name for a whole sub-config). Errors are `ConfigError`s that name the
-dotted key (`data.degradation.noise1.prob`). Used by the training config and the degradation recipe.
+dotted key (`data.degradation.noise1.prob`). Used by `train.config` for the run config and its degradation recipe.
 """
 
 from __future__ import annotations
