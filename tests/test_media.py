@@ -254,3 +254,18 @@ def test_media_messages_name_settings_not_flags():
         strings = re.findall(r'"[^"\n]*"', path.read_text(encoding="utf-8"))
         flags = [s for s in strings if re.search(r"(^|\s)--[a-z]", s)]
         assert not flags, f"{path.name} names command-line flags: {flags}"
+
+
+def test_implausible_decode_times_are_repaired_and_plausible_ones_kept():
+    """libx265 sometimes stamps a short clip's packets with garbage decode times (seen: pts - 2.9e18), which the
+    muxer refuses; the writer replaces only those, keeping real reorder delays and a strictly rising order."""
+    from realbasicvsr.media.write import plausible_dts
+
+    span = 64 * 1001
+    garbage = -2931323117324347012
+    assert plausible_dts(0, garbage, None, span) == 0
+    assert plausible_dts(1001, garbage + 1001, 0, span) == 1001
+    assert plausible_dts(5005, 3003, 2002, span) == 3003  # a real B-frame delay stays
+    assert plausible_dts(2002, 2002, 2002, span) == 2003  # never equal to the previous one
+    assert plausible_dts(1001, 9009, 0, span) == 1001  # decode after presentation is impossible
+    assert plausible_dts(None, 7, 0, span) == 7  # no presentation time: nothing to check against

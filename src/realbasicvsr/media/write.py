@@ -97,6 +97,25 @@ _VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast"
               "slower": 0, "veryslow": 0}  # fmt: skip
 
 
+# Encoders reorder frames by a few dozen at most (x264/x265 B-pyramids and look-ahead: under 20).
+MAX_REORDER_FRAMES = 64
+
+
+def plausible_dts(pts: int | None, dts: int | None, last_dts: int | None, span: int) -> int | None:
+    """A decode time the muxer accepts: the encoder's own when it is plausible (at most `span` before `pts`, not
+    after it, and after the previous packet's), else the earliest valid one.
+
+    Why: libx265 (as in PyAV 18's FFmpeg) stamps the packets of a clip shorter than its reorder delay with a garbage
+    decode time now and then (seen on a 2-frame lossless encode: dts = pts - 2.9e18, in about 1 run of 3), which
+    the muxer refuses ("Invalid argument"), failing the whole run.
+    """
+    if pts is None:
+        return dts
+    if dts is not None and pts - span <= dts <= pts and (last_dts is None or dts > last_dts):
+        return dts
+    return pts if last_dts is None or pts > last_dts else last_dts + 1
+
+
 def container_format(path: Path) -> str:
     fmt = CONTAINER_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -181,6 +200,7 @@ class VideoWriter:
         stream.thread_type = "AUTO"
         self._stream = stream
         self._fps = fps
+        self._last_dts: int | None = None
         self._remux = Remuxer(source.path, self._container) if copy_streams and source.kind == "video" else None
 
     def write(self, frame: Frame) -> None:
@@ -204,16 +224,23 @@ class VideoWriter:
         av_frame.time_base = self._time_base
         if self._remux is not None:
             self._remux.mux_until(float(pts * self._time_base))
-        self._container.mux(self._stream.encode(av_frame))
+        self._mux_video(self._stream.encode(av_frame))
         self.frames_written += 1
 
     def close(self) -> None:
         """Flush the encoder and the remaining packets of the other streams, then finish the file."""
-        self._container.mux(self._stream.encode(None))
+        self._mux_video(self._stream.encode(None))
         if self._remux is not None:
             self._remux.mux_until(None)
             self._remux.close()
         self._container.close()
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        span = max(1, round(MAX_REORDER_FRAMES / (self._fps * self._time_base)))
+        for packet in packets:
+            packet.dts = plausible_dts(packet.pts, packet.dts, self._last_dts, span)
+            self._last_dts = packet.dts
+            self._container.mux(packet)
 
     def abort(self) -> None:
         """Close without finishing (the caller deletes the file)."""
