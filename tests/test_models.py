@@ -1,4 +1,5 @@
-"""The generator and discriminator reproduce the reference outputs in ../shared/refvectors."""
+"""The generator and discriminator: our self-made official-layout checkpoint and golden values always, and the
+reference outputs in ../shared/refvectors (the cross-check against the reference implementation) where present."""
 
 from __future__ import annotations
 
@@ -56,25 +57,25 @@ def test_flows_reproduce_reference(small_checkpoint) -> None:
     torch.testing.assert_close(forward, ref["flows_forward"], atol=ATOL, rtol=0)
 
 
-def test_chunked_cleaning_matches_batched(small_checkpoint) -> None:
-    lq = _load("input_a_32x48.pt")["lq"]
-    model = load_generator(small_checkpoint, cleaning_threshold=5)
+def test_chunked_cleaning_matches_batched(official_checkpoint) -> None:
+    lq = official_checkpoint.lq
+    model = load_generator(official_checkpoint.path, cleaning_threshold=official_checkpoint.multi_pass_threshold)
     with torch.no_grad():
         hr, cleaned = model(lq)
         model.cleaning_chunk = 1
         hr_chunked, cleaned_chunked = model(lq)
         frames = torch.stack(list(model.iter_frames(lq)), dim=1)
-    assert model.last_cleaning_passes == 2
+    assert model.last_cleaning_passes == official_checkpoint.multi_passes
     torch.testing.assert_close(cleaned_chunked, cleaned, atol=1e-6, rtol=0)
     torch.testing.assert_close(hr_chunked, hr, atol=1e-5, rtol=0)
     torch.testing.assert_close(frames, hr_chunked, atol=0, rtol=0)
 
 
-def test_mirror_shortcut_is_exact(small_checkpoint, monkeypatch) -> None:
-    lq = _load("input_a_32x48.pt")["lq"][:, :3]
+def test_mirror_shortcut_is_exact(official_checkpoint, monkeypatch) -> None:
+    lq = official_checkpoint.lq[:, :3]
     mirrored = torch.cat([lq, lq.flip(1)], dim=1)
     assert is_mirror_extended(mirrored) and not is_mirror_extended(lq)
-    model = load_generator(small_checkpoint)
+    model = load_generator(official_checkpoint.path)
     with torch.no_grad():
         cleaned = model.clean(mirrored)
         assert model.basicvsr.compute_flows(cleaned)[1] is None
@@ -156,14 +157,14 @@ def test_bad_input_shape() -> None:
         model(torch.rand(1, 3, 16, 16))
 
 
-def test_channels_last_matches_nchw(small_checkpoint) -> None:
-    lq = _load("input_a_32x48.pt")["lq"]
-    model = load_generator(small_checkpoint, cleaning_threshold=5)
+def test_channels_last_matches_nchw(official_checkpoint) -> None:
+    lq = official_checkpoint.lq
+    model = load_generator(official_checkpoint.path, cleaning_threshold=official_checkpoint.multi_pass_threshold)
     with torch.no_grad():
         hr, cleaned = model(lq)
         model.use_channels_last()
         hr_cl, cleaned_cl = model(lq)
-    assert model.last_cleaning_passes == 2
+    assert model.last_cleaning_passes == official_checkpoint.multi_passes
     torch.testing.assert_close(hr_cl, hr, atol=1e-5, rtol=0)
     torch.testing.assert_close(cleaned_cl, cleaned, atol=1e-6, rtol=0)
 
@@ -179,14 +180,16 @@ def test_channels_last_pixel_shuffle_is_exact(shape) -> None:
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fused_cpu_inference_equals_the_plain_ops(small_checkpoint, channels_last: bool) -> None:
+def test_fused_cpu_inference_equals_the_plain_ops(official_checkpoint, channels_last: bool) -> None:
     from realbasicvsr.models import fused
 
     if not fused._HAS_FUSED:
         pytest.skip("this PyTorch build has no oneDNN fused convolutions (the plain path is then always used)")
-    lq = _load("input_a_32x48.pt")["lq"]
+    lq = official_checkpoint.lq
     before = lq.clone()
-    model = load_generator(small_checkpoint, cleaning_threshold=5).use_channels_last(channels_last)
+    model = load_generator(
+        official_checkpoint.path, cleaning_threshold=official_checkpoint.multi_pass_threshold
+    ).use_channels_last(channels_last)
     with torch.no_grad():
         assert fused.can_fuse(lq, model.basicvsr.conv_hr)
         hr, cleaned = model(lq)
@@ -218,11 +221,11 @@ def test_fused_path_is_used_only_without_autograd_and_for_fp32_or_bf16() -> None
 
 
 @pytest.mark.slow
-def test_fused_bf16_autocast_stays_close_to_plain_autocast(small_checkpoint) -> None:
+def test_fused_bf16_autocast_stays_close_to_plain_autocast(official_checkpoint) -> None:
     from realbasicvsr.models import fused
 
-    lq = _load("input_a_32x48.pt")["lq"]
-    model = load_generator(small_checkpoint).use_channels_last()
+    lq = official_checkpoint.lq
+    model = load_generator(official_checkpoint.path).use_channels_last()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         hr, _ = model(lq)
         fused.set_fused_convolutions(False)

@@ -58,18 +58,20 @@ def test_full_c64b20_listing_maps_onto_model(ema: bool) -> None:
     }
 
 
-def test_ema_and_plain_generators_differ(small_checkpoint) -> None:
-    ema = load_generator(small_checkpoint)
-    plain = load_generator(small_checkpoint, ema=False)
+def test_ema_and_plain_generators_differ(official_checkpoint) -> None:
+    checkpoint = official_checkpoint.path
+    ema = load_generator(checkpoint)
+    plain = load_generator(checkpoint, ema=False)
     assert not ema.training
     w_ema = ema.state_dict()["image_cleaning.1.weight"]
     assert not torch.equal(w_ema, plain.state_dict()["image_cleaning.1.weight"])
-    raw = read_state_file(small_checkpoint)
+    raw = read_state_file(checkpoint)
     assert torch.equal(w_ema, raw["generator_ema.image_cleaning.1.weight"])
 
 
-def test_generator_prefix_used_when_no_ema(small_checkpoint, tmp_path: Path) -> None:
-    raw = read_state_file(small_checkpoint)
+def test_generator_prefix_used_when_no_ema(official_checkpoint, tmp_path: Path) -> None:
+    checkpoint = official_checkpoint.path
+    raw = read_state_file(checkpoint)
     only_generator = {k: v.clone() for k, v in raw.items() if not k.startswith("generator_ema.")}
     path = tmp_path / "no_ema.pth"
     torch.save({"meta": {}, "state_dict": only_generator}, path, _use_new_zipfile_serialization=False)
@@ -77,8 +79,9 @@ def test_generator_prefix_used_when_no_ema(small_checkpoint, tmp_path: Path) -> 
     assert torch.equal(model.state_dict()["image_cleaning.1.weight"], raw["generator.image_cleaning.1.weight"])
 
 
-def test_release_round_trip(small_checkpoint, tmp_path: Path) -> None:
-    model = load_generator(small_checkpoint, cleaning_threshold=5)
+def test_release_round_trip(official_checkpoint, tmp_path: Path) -> None:
+    checkpoint = official_checkpoint.path
+    model = load_generator(checkpoint, cleaning_threshold=5)
     target = save_release(model, tmp_path / "small.safetensors")
     sidecar = json.loads(target.with_suffix(".json").read_text())
     assert sidecar["model_config"] == {"mid_channels": 16, "num_propagation_blocks": 2, "num_cleaning_blocks": 2}
@@ -93,9 +96,10 @@ def test_release_round_trip(small_checkpoint, tmp_path: Path) -> None:
         assert torch.equal(model(lq)[0], again(lq)[0])
 
 
-def test_truncated_checkpoint_is_a_clear_error(small_checkpoint, tmp_path: Path) -> None:
+def test_truncated_checkpoint_is_a_clear_error(official_checkpoint, tmp_path: Path) -> None:
+    checkpoint = official_checkpoint.path
     broken = tmp_path / "broken.pth"
-    broken.write_bytes(small_checkpoint.read_bytes()[:5000])
+    broken.write_bytes(checkpoint.read_bytes()[:5000])
     with pytest.raises(UserError, match="truncated or corrupted"):
         load_generator(broken)
     not_torch = tmp_path / "notes.pth"
@@ -108,8 +112,9 @@ def test_truncated_checkpoint_is_a_clear_error(small_checkpoint, tmp_path: Path)
         load_generator(bad_st)
 
 
-def test_wrong_architecture_lists_keys(small_checkpoint) -> None:
-    state, _ = select_generator_state(read_state_file(small_checkpoint))
+def test_wrong_architecture_lists_keys(official_checkpoint) -> None:
+    checkpoint = official_checkpoint.path
+    state, _ = select_generator_state(read_state_file(checkpoint))
     model = RealBasicVSR(ModelConfig(16, 3, 2))
     with pytest.raises(UserError, match=r"missing: basicvsr\.backward_resblocks\.main\.2\.2\.conv1\.weight"):
         load_state_strict(model, state, "small")
@@ -140,17 +145,19 @@ def _fake_known(monkeypatch, tmp_path: Path, url: str, prefix: str) -> KnownWeig
     return info
 
 
-def test_known_weights_download_checks_hash(small_checkpoint, tmp_path: Path, monkeypatch) -> None:
-    digest = hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
-    _fake_known(monkeypatch, tmp_path, small_checkpoint.resolve().as_uri(), digest[:8])
+def test_known_weights_download_checks_hash(official_checkpoint, tmp_path: Path, monkeypatch) -> None:
+    checkpoint = official_checkpoint.path
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    _fake_known(monkeypatch, tmp_path, checkpoint.resolve().as_uri(), digest[:8])
     path = resolve_weights("test_weights")
     assert path.parent == tmp_path / "torch_home" / "hub" / "checkpoints"
-    assert path.read_bytes() == small_checkpoint.read_bytes()
+    assert path.read_bytes() == checkpoint.read_bytes()
     assert load_generator("test_weights").config == ModelConfig(16, 2, 2)
 
 
-def test_known_weights_hash_mismatch_is_rejected(small_checkpoint, tmp_path: Path, monkeypatch) -> None:
-    _fake_known(monkeypatch, tmp_path, small_checkpoint.resolve().as_uri(), "00000000")
+def test_known_weights_hash_mismatch_is_rejected(official_checkpoint, tmp_path: Path, monkeypatch) -> None:
+    checkpoint = official_checkpoint.path
+    _fake_known(monkeypatch, tmp_path, checkpoint.resolve().as_uri(), "00000000")
     with pytest.raises(UserError, match="sha256"):
         resolve_weights("test_weights")
     assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / "test_weights.pth").exists()
