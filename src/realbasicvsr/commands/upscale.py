@@ -29,6 +29,7 @@ FLAGS = {
     "window": "--window",
     "overlap": "--overlap",
     "outscale": "--outscale",
+    "out_size": "--size",
     "overwrite": "--overwrite",
     "codec": "--codec",
     "crf": "--crf",

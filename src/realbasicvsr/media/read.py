@@ -130,27 +130,33 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def _probe_image(path: Path) -> VideoInfo:
+    frame, codec = _decode_image(path, "is not a readable image", "re-save it as PNG")
+    return VideoInfo(
+        path=path,
+        kind="image",
+        width=frame.width,
+        height=frame.height,
+        num_frames=1,
+        fps=None,
+        time_base=None,
+        bit_depth=_bit_depth(frame.format),
+        has_alpha=_has_alpha(frame.format),
+        codec=codec,
+        color=_color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
+    )
+
+
+def _decode_image(path: Path, unreadable: str, fix: str) -> tuple[av.VideoFrame, str]:
+    """The one frame of an image file and its codec name; a `UserError` ending in `fix` when it has none."""
     with _open(path) as container:
         stream = _video_stream(container, path)
         try:
             frame = next(container.decode(stream), None)
         except av.error.FFmpegError as error:
-            raise UserError(f"{path} is not a readable image ({error}); re-save it as PNG") from error
+            raise UserError(f"{path} {unreadable} ({error}); {fix}") from error
         if frame is None:
-            raise UserError(f"{path} contains no image; re-save it as PNG")
-        return VideoInfo(
-            path=path,
-            kind="image",
-            width=frame.width,
-            height=frame.height,
-            num_frames=1,
-            fps=None,
-            time_base=None,
-            bit_depth=_bit_depth(frame.format),
-            has_alpha=_has_alpha(frame.format),
-            codec=stream.codec_context.name,
-            color=_color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
-        )
+            raise UserError(f"{path} contains no image; {fix}")
+        return frame, stream.codec_context.name
 
 
 def _probe_folder(path: Path) -> VideoInfo:
@@ -232,21 +238,14 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
         yield from _read_video(info)
         return
     for index, file in enumerate(info.files):
-        with _open(file) as container:
-            stream = _video_stream(container, file)
-            try:
-                frame = next(container.decode(stream), None)
-            except av.error.FFmpegError as error:
-                raise UserError(f"cannot decode image {file} ({error}); re-save or remove it") from error
-            if frame is None:
-                raise UserError(f"{file} contains no image; re-save or remove it")
-            if (frame.width, frame.height) != (info.width, info.height):
-                raise UserError(
-                    f"{file} is {frame.width}x{frame.height} but the first frame is {info.width}x{info.height}; "
-                    "all frames of a folder must have the same size (resize them or split the folder)"
-                )
-            rgb, alpha = frame_to_rgb(frame, info)
-            yield Frame(index=index, image=rgb, alpha=alpha, name=file.name)
+        frame, _ = _decode_image(file, "cannot be decoded as an image", "re-save or remove it")
+        if (frame.width, frame.height) != (info.width, info.height):
+            raise UserError(
+                f"{file} is {frame.width}x{frame.height} but the first frame is {info.width}x{info.height}; "
+                "all frames of a folder must have the same size (resize them or split the folder)"
+            )
+        rgb, alpha = frame_to_rgb(frame, info)
+        yield Frame(index=index, image=rgb, alpha=alpha, name=file.name)
 
 
 def _read_video(info: VideoInfo) -> Iterator[Frame]:

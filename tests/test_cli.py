@@ -1,0 +1,31 @@
+"""The command line: every command's FLAGS names real flags of that command, and errors become one line."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from realbasicvsr.cli import COMMANDS, build_parser, one_line
+from realbasicvsr.errors import ConfigError, UserError
+
+
+def _subparsers() -> dict:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_flags_tables_name_flags_the_command_has(name):
+    module = importlib.import_module(f"realbasicvsr.commands.{name.replace('-', '_')}")
+    flags = getattr(module, "FLAGS", {})
+    options = {s for action in _subparsers()[name]._actions for s in action.option_strings}
+    assert set(flags.values()) <= options, f"{name}: {set(flags.values()) - options} are not flags of the command"
+
+
+def test_one_line_adds_the_flag_of_the_setting_and_folds_newlines():
+    error = ConfigError("window must be at least 1 frame,\n got 0", option="window")
+    assert isinstance(error, ValueError) and isinstance(error, UserError)
+    assert one_line(error, {"window": "--window"}) == "window must be at least 1 frame, got 0 (set with --window)"
+    assert one_line(UserError("no such file"), {"window": "--window"}) == "no such file"
