@@ -176,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
-    """The library configs of the parsed flags; "auto" device and dtype are left for the library to resolve."""
+    """The library configs of the parsed flags, with "auto" device and dtype settled by the library's rule (so an
+    unusable device or precision is reported before anything is loaded)."""
     from realbasicvsr.media.write import EncodeConfig
-    from realbasicvsr.upscale.config import UpscaleConfig
+    from realbasicvsr.upscale.config import UpscaleConfig, resolve_config
 
     options = UpscaleConfig(
         window=args.window,
@@ -189,6 +190,7 @@ def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
         outscale=args.outscale,
         out_size=args.size,
     )
+    options = resolve_config(options)
     encode = EncodeConfig(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
     )
