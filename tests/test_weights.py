@@ -206,3 +206,18 @@ def test_one_writer_for_release_and_spynet_files(tmp_path: Path, monkeypatch) ->
     with pytest.raises(OSError, match="No space"):
         save_release(RealBasicVSR(ModelConfig(8, 1, 1)), release)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+class _PickledObject:  # torch.save pickles it by reference; weights_only loading must refuse it
+    pass
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt"])
+def test_weights_holding_python_objects_are_refused_in_one_safe_line(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"unsafe{suffix}"
+    torch.save({"state_dict": {"generator.x": torch.zeros(1)}, "payload": _PickledObject()}, path)
+    with pytest.raises(UserError) as caught:
+        load_generator(path)
+    message = str(caught.value)
+    assert message == f"{path} is not a checkpoint this tool can load safely (it contains Python objects)"
+    assert "weights_only" not in message and "\x1b" not in message  # never torch's advice, no colour codes

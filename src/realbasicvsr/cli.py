@@ -9,8 +9,14 @@ and may provide `FLAGS`: setting name -> the flag that sets it, so that a librar
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
+import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from realbasicvsr import __version__
 from realbasicvsr.errors import UserError
@@ -44,20 +50,119 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (docker stop, systemd, `timeout`, a closed terminal). Raised in the main thread like
+    KeyboardInterrupt, so every cleanup path (`except BaseException`, `finally`) removes partial outputs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    prefix = f"realbasicvsr {args.command}"
     try:
-        return int(args._run(args) or 0)
+        with _terminate_as_exception():
+            return int(args._run(args) or 0)
     except UserError as error:
-        print(f"realbasicvsr {args.command}: error: {one_line(error, args._flags)}", file=sys.stderr)
+        full = disk_full(error, _output_of(args))
+        text = full if full is not None else one_line(error, args._flags)
+        print(f"{prefix}: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"realbasicvsr {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print(f"{prefix}: stopped by {signal.Signals(stop.signum).name}; partial output was removed", file=sys.stderr)
+        return 128 + stop.signum
+    except (OSError, RuntimeError) as error:
+        full = disk_full(error, _output_of(args))
+        if full is None:
+            raise  # a bug, not a situation the user can fix: the traceback is the report
+        print(f"{prefix}: error: {full}", file=sys.stderr)
+        return 1
+
+
+def _output_of(args: argparse.Namespace) -> object:
+    """The path a command writes (its `output` or `--out`), if it has one."""
+    return getattr(args, "output", None) or getattr(args, "out", None)
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into `Terminated` while a command runs (training installs its own graceful SIGTERM
+    handler around its loop and restores this one after)."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:  # Windows has no SIGHUP
+            continue
+        with contextlib.suppress(ValueError):  # not the main thread (main() called from a thread): leave them
+            previous[sig] = signal.signal(sig, _raise_terminated)
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # A second signal of this kind stops at once (as a second Ctrl-C does in training): the user insists.
+    signal.signal(signum, signal.SIG_DFL)
+    if os.getpid() != _MAIN_PID:
+        # A forked child (a DataLoader worker) inherited this handler: it must die as by default, since raising
+        # there leaves it waiting forever on its queue's feeder thread when its parent terminates it.
+        os.kill(os.getpid(), signum)
+        return
+    raise Terminated(signum)
+
+
+_MAIN_PID = os.getpid()
+
+
+# torch.save reports a full disk as a RuntimeError without an errno ("... unexpected pos 1234 vs 1200").
+_EDQUOT = getattr(errno, "EDQUOT", -1)  # not on Windows
+_DISK_FULL_TEXT = ("no space left on device", "unexpected pos", "file write failed")
+
+
+def _place(filename: object, output: object) -> str:
+    """Where the disk is full, as the user knows it: the folder of the command's output when the failing file lies
+    in it (the temporary names written there are an implementation detail), else the failing file, else the
+    device of the output."""
+    if filename is None:
+        return f"the device of {output}" if output else "the device"
+    path = Path(os.fsdecode(filename)) if isinstance(filename, (str, bytes, os.PathLike)) else Path(str(filename))
+    if output:
+        folder = Path(os.fsdecode(output)).resolve().parent
+        if folder in path.resolve().parents:
+            return str(folder)
+    return str(path)
+
+
+def disk_full(error: BaseException, output: object = None) -> str | None:
+    """The one-line message for a full disk when `error` (or an exception it was raised from) is one, else None.
+    `output` (the command's output path) names the place when the error does not (torch.save's does not)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "errno", None)
+        text = str(current).lower()
+        if code in (errno.ENOSPC, _EDQUOT) or (
+            isinstance(current, (OSError, RuntimeError)) and any(t in text for t in _DISK_FULL_TEXT)
+        ):
+            place = _place(getattr(current, "filename", None), output)
+            quota = " (disk quota exceeded)" if code == _EDQUOT else ""
+            return f"no space left on {place}{quota}: free some space (partial output was removed)"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def one_line(error: UserError, flags: dict[str, str]) -> str:

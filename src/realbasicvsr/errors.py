@@ -8,6 +8,14 @@ by command-line flags; `option` names the setting the fix is about, and the comm
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+# repr() limits for `brief`: a few items per container, a few levels deep.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 3, 8, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
 
 class UserError(Exception):
     """A problem the user can fix. The CLI prints it on one line (with the flag of `option`, if it has one)."""
@@ -19,3 +27,14 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """An invalid value in a config (`UpscaleConfig`, `TrainConfig`, `DegradationConfig`, ...)."""
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """`repr(value)` for an error message: at most `limit` characters, and never built in full first. A small YAML
+    or JSON file can hold a value whose full repr is gigabytes long (nested aliases, "billion laughs")."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        # repr() of an int over 4300 digits raises ValueError (Python 3.11+), and a long one is noise anyway.
+        text = f"<an integer of about {int(value.bit_length() * 0.30103) + 1} digits>"
+    else:
+        text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

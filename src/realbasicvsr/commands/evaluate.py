@@ -32,6 +32,8 @@ FLAGS = {
     "workers": "--workers",
     "gt": "--gt",
     "short_clips": "--short-clips",
+    "json": "--json",
+    "csv": "--csv",
 }
 
 
@@ -91,9 +93,12 @@ def _config(args: argparse.Namespace) -> tuple[EvaluateConfig, list[int] | None]
 
 
 def run(args: argparse.Namespace) -> int:
-    from realbasicvsr.metrics.evaluate import evaluate
+    from realbasicvsr.metrics.evaluate import check_report_path, evaluate
 
     config, frames = _config(args)
+    for path, option in ((args.json, "json"), (args.csv, "csv")):
+        if path is not None:
+            check_report_path(path, option)  # before the scoring, which can take hours
     evaluation = evaluate(
         args.pred,
         args.gt,

@@ -48,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be at least 1, got {args.max_steps}")
     result = train(config, args.data, args.out, max_steps=args.max_steps, resume=args.resume, device=args.device)
-    return 130 if result.interrupted else 0
+    # 128 + the signal that stopped it (SIGTERM 143, SIGHUP 129), as a shell reports; Ctrl-C 130
+    return (128 + result.stop_signal if result.stop_signal else 130) if result.interrupted else 0

@@ -56,6 +56,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fps(text: str) -> float:
+    # Bounded: inf/nan have no frame duration, and below 1/100 s the 1001-denominator rate would round to 0.
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of frames per second, got {text}") from None
+    if not 0.01 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be a frame rate from 0.01 to 1000, got {text}")
+    return value
+
+
 def _nonneg_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -128,7 +139,7 @@ def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
     enc.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast ... veryslow; default medium)")
     enc.add_argument("--pix-fmt", help="output pixel format (default yuv420p; yuv420p10le for 10-bit sources)")
     enc.add_argument("--lossless", action="store_true", help="lossless encode (x264 qp 0, x265/VP9 lossless=1)")
-    enc.add_argument("--fps", type=_positive_float, help="frame rate of a video made from images (default 25)")
+    enc.add_argument("--fps", type=_fps, help="frame rate of a video made from images (default 25)")
     enc.add_argument(
         "--no-copy-streams", action="store_true", help="do not copy the source's audio and subtitle streams"
     )

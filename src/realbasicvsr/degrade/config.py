@@ -29,6 +29,24 @@ INTERPOLATIONS: tuple[Interpolation, ...] = get_args(Interpolation)
 CODECS: tuple[Codec, ...] = get_args(Codec)
 NOISE_TYPES = ("gaussian", "poisson")  # the order of NoiseConfig.type_probs
 RESIZE_MODES = ("up", "down", "keep")  # the order of ResizeConfig.mode_probs
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+# Upper bounds that keep one clip's memory bounded whatever a config or a replayed plan says. The official recipe
+# uses kernels up to 21, USM 51 and resize scales up to 1.5; these leave room for experiments, not for 3 GB kernels.
+MAX_KERNEL_SIZE = 63
+MAX_USM_KERNEL_SIZE = 255
+MAX_RESIZE_SCALE = 4.0
+MAX_BITRATE = 10**9
 
 
 @dataclass(frozen=True)
@@ -56,9 +74,17 @@ class BlurConfig:
         unknown = set(self.kernel_types) - set(KERNEL_TYPES)
         if unknown:
             raise ConfigError(f"unknown kernel types {sorted(unknown)}; known: {KERNEL_TYPES}")
-        if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
-            raise ConfigError(f"kernel sizes must be odd and positive, got {self.kernel_sizes}")
+        if not self.kernel_sizes or any(not 1 <= k <= MAX_KERNEL_SIZE or k % 2 == 0 for k in self.kernel_sizes):
+            raise ConfigError(f"kernel sizes must be odd, in 1..{MAX_KERNEL_SIZE}, got {self.kernel_sizes}")
         _check_prob("prob", self.prob)
+        _check_range("sigma_range", self.sigma_range, 1e-6)
+        _check_range("rotation_range", self.rotation_range, -math.inf)
+        _check_range("beta_gaussian_range", self.beta_gaussian_range, 1e-6)
+        _check_range("beta_plateau_range", self.beta_plateau_range, 1e-6)
+        if self.omega_range is not None:
+            _check_range("omega_range", self.omega_range, 0.0)
+        for name in ("sigma_step", "rotation_step", "beta_gaussian_step", "beta_plateau_step", "omega_step"):
+            _check_range(name, (getattr(self, name),) * 2, 0.0)
 
 
 @dataclass(frozen=True)
@@ -78,8 +104,11 @@ class ResizeConfig:
         _check_probs("interpolation_probs", self.interpolation_probs, len(self.interpolations))
         _check_probs("mode_probs", self.mode_probs, 3)
         _check_prob("prob", self.prob)
-        if not 0 < self.scale_range[0] <= 1 <= self.scale_range[1]:
-            raise ConfigError(f"scale_range must contain 1 and be positive, got {self.scale_range}")
+        if not 0 < self.scale_range[0] <= 1 <= self.scale_range[1] <= MAX_RESIZE_SCALE:
+            raise ConfigError(
+                f"scale_range must contain 1 and lie in (0, {MAX_RESIZE_SCALE:g}], got {self.scale_range}"
+            )
+        _check_range("scale_step", (self.scale_step,) * 2, 0.0)
 
 
 @dataclass(frozen=True)
@@ -98,6 +127,12 @@ class NoiseConfig:
     def __post_init__(self) -> None:
         _check_probs("type_probs", self.type_probs, 2)
         _check_prob("prob", self.prob)
+        _check_prob("gaussian_gray_prob", self.gaussian_gray_prob)
+        _check_prob("poisson_gray_prob", self.poisson_gray_prob)
+        _check_range("gaussian_sigma_range", self.gaussian_sigma_range, 0.0)
+        _check_range("poisson_scale_range", self.poisson_scale_range, 0.0)
+        _check_range("gaussian_sigma_step", (self.gaussian_sigma_step,) * 2, 0.0)
+        _check_range("poisson_scale_step", (self.poisson_scale_step,) * 2, 0.0)
 
 
 @dataclass(frozen=True)
@@ -110,6 +145,8 @@ class JpegConfig:
 
     def __post_init__(self) -> None:
         _check_prob("prob", self.prob)
+        _check_range("quality_range", self.quality_range, 1.0, 100.0)
+        _check_range("quality_step", (self.quality_step,) * 2, 0.0)
 
 
 @dataclass(frozen=True)
@@ -133,6 +170,12 @@ class CodecConfig:
     def __post_init__(self) -> None:
         _check_probs("codec_probs", self.codec_probs, len(self.codecs))
         _check_prob("prob", self.prob)
+        unknown = set(self.codecs) - set(CODECS)
+        if unknown:
+            raise ConfigError(f"unknown codecs {sorted(unknown)}; known: {CODECS}")
+        _check_range("bitrate_range", self.bitrate_range, 1, MAX_BITRATE)
+        if self.x264_preset is not None and self.x264_preset not in X264_PRESETS:
+            raise ConfigError(f"x264_preset must be None or one of {', '.join(X264_PRESETS)}, got {self.x264_preset!r}")
 
 
 def _second_blur() -> BlurConfig:
@@ -185,8 +228,10 @@ class DegradationConfig:
     def __post_init__(self) -> None:
         if not self.resize_final.to_target or self.resize_final.prob != 1.0:
             raise ConfigError("resize_final must have to_target=True and prob=1 (the LQ has a fixed size)")
-        if self.usm_kernel_size % 2 == 0:
-            raise ConfigError(f"usm_kernel_size must be odd, got {self.usm_kernel_size}")
+        if self.usm_kernel_size % 2 == 0 or not 1 <= self.usm_kernel_size <= MAX_USM_KERNEL_SIZE:
+            raise ConfigError(f"usm_kernel_size must be odd, in 1..{MAX_USM_KERNEL_SIZE}, got {self.usm_kernel_size}")
+        for name in ("usm_sigma", "usm_weight", "usm_threshold"):
+            _check_range(name, (getattr(self, name),) * 2, 0.0)
 
 
 def official() -> DegradationConfig:
@@ -211,10 +256,18 @@ def default_omega_range(kernel_size: int) -> tuple[float, float]:
 
 
 def _check_prob(name: str, p: float) -> None:
-    if not 0.0 <= p <= 1.0:
+    if not 0.0 <= p <= 1.0:  # also refuses NaN
         raise ConfigError(f"{name} must be in [0, 1], got {p}")
 
 
+def _check_range(name: str, bounds: tuple[float, ...], low: float, high: float = math.inf) -> None:
+    """`bounds` = (a, b): finite, low <= a <= b <= high (NaN fails every comparison, so it is refused)."""
+    a, b = bounds
+    if not (math.isfinite(a) and math.isfinite(b) and low <= a <= b <= high):
+        limits = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise ConfigError(f"{name} must be finite, ordered (low <= high) and {limits}, got {bounds}")
+
+
 def _check_probs(name: str, probs: tuple[float, ...], n: int) -> None:
-    if len(probs) != n or any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+    if len(probs) != n or not all(0 <= p <= 1 for p in probs) or not abs(sum(probs) - 1.0) <= 1e-6:
         raise ConfigError(f"{name} must be {n} non-negative numbers summing to 1, got {probs}")

@@ -8,6 +8,7 @@ randomness it uses (noise samples) comes from `noise_seed` stored in the plan.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -15,9 +16,22 @@ import numpy as np
 
 from realbasicvsr.degrade import ops
 from realbasicvsr.degrade.codec import video_compress
+from realbasicvsr.degrade.config import (
+    CODECS,
+    INTERPOLATIONS,
+    KERNEL_TYPES,
+    MAX_BITRATE,
+    MAX_KERNEL_SIZE,
+    MAX_RESIZE_SCALE,
+    NOISE_TYPES,
+    RESIZE_MODES,
+    X264_PRESETS,
+)
 from realbasicvsr.degrade.kernels import make_kernel
+from realbasicvsr.errors import ConfigError, brief
 
 PLAN_FORMAT = 1
+MAX_SIDE = 65536  # target_size bound of a replayed plan (the command also checks it against the input)
 
 
 @dataclass(frozen=True)
@@ -109,29 +123,127 @@ def plan_to_dict(plan: DegradationPlan) -> dict[str, Any]:
     return data
 
 
-def plan_from_dict(data: dict[str, Any]) -> DegradationPlan:
-    """Inverse of `plan_to_dict`; raises ValueError on an unknown format, op or field."""
-    if data.get("format") != PLAN_FORMAT:
-        raise ValueError(f"unsupported plan format {data.get('format')!r} (expected {PLAN_FORMAT})")
-    steps = []
-    for raw in data["steps"]:
-        raw = dict(raw)
-        op = raw.pop("op", None)
-        if op not in STEP_TYPES:
-            raise ValueError(f"unknown degradation op {op!r}; known: {sorted(STEP_TYPES)}")
-        cls = STEP_TYPES[op]
-        names = {f.name for f in fields(cls)}
-        if set(raw) != names:
-            raise ValueError(f"{op} step fields {sorted(raw)} do not match {sorted(names)}")
-        steps.append(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}))
+def plan_from_dict(data: Any) -> DegradationPlan:
+    """Inverse of `plan_to_dict`. Every field is type- and range-checked before anything is allocated (a replayed
+    plan may be hand-edited or hostile): a problem raises `ConfigError` (a `ValueError`) naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a degradation plan must be a JSON object, got {type(data).__name__}")
+    if type(data.get("format")) is not int or data["format"] != PLAN_FORMAT:
+        raise ConfigError(f"unsupported plan format {brief(data.get('format'))} (expected {PLAN_FORMAT})")
+    missing = sorted({"num_frames", "target_size", "noise_seed", "steps", "skipped", "final_order"} - set(data))
+    if missing:
+        raise ConfigError(f"the plan lacks the field(s) {', '.join(missing)}")
+    num_frames = _int(data["num_frames"], "num_frames", 1, 10**6)
+    size = data["target_size"]
+    if not isinstance(size, list) or len(size) != 2:
+        raise ConfigError(f"plan field target_size must be [height, width], got {brief(size)}")
+    target_size = (_int(size[0], "target_size", 1, MAX_SIDE), _int(size[1], "target_size", 1, MAX_SIDE))
+    if not isinstance(data["steps"], list):
+        raise ConfigError(f"plan field steps must be a list, got {brief(data['steps'])}")
+    steps = tuple(_step_from_dict(raw, f"steps[{i}]", num_frames) for i, raw in enumerate(data["steps"]))
     return DegradationPlan(
-        num_frames=int(data["num_frames"]),
-        target_size=(int(data["target_size"][0]), int(data["target_size"][1])),
-        noise_seed=int(data["noise_seed"]),
-        steps=tuple(steps),
-        skipped=tuple(data["skipped"]),
-        final_order=tuple(data["final_order"]),
+        num_frames=num_frames,
+        target_size=target_size,
+        noise_seed=_int(data["noise_seed"], "noise_seed", 0, 2**63 - 1),
+        steps=steps,
+        skipped=_strings(data["skipped"], "skipped"),
+        final_order=_strings(data["final_order"], "final_order"),
     )
+
+
+def _step_from_dict(raw: Any, where: str, num_frames: int) -> Step:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"plan {where} must be a JSON object, got {brief(raw)}")
+    raw = dict(raw)
+    op = raw.pop("op", None)
+    if not isinstance(op, str) or op not in STEP_TYPES:
+        raise ConfigError(f"unknown degradation op {brief(op)} at plan {where}; known: {sorted(STEP_TYPES)}")
+    cls = STEP_TYPES[op]
+    names = {f.name for f in fields(cls)}
+    if set(raw) != names:
+        raise ConfigError(f"plan {where} ({op}): fields {brief(sorted(map(str, raw)))} do not match {sorted(names)}")
+    where = f"{where} ({op})"
+    _text(raw["stage"], f"{where}.stage")
+    n = num_frames
+    if cls is BlurStep:
+        _choice(raw["kernel_type"], f"{where}.kernel_type", KERNEL_TYPES)
+        size = _int(raw["kernel_size"], f"{where}.kernel_size", 1, MAX_KERNEL_SIZE)
+        if size % 2 == 0:
+            raise ConfigError(f"plan {where}.kernel_size must be odd, got {size}")
+        per_frame = {
+            "sigma_x": _floats(raw["sigma_x"], f"{where}.sigma_x", n, 1e-6, 1e3),
+            "sigma_y": _floats(raw["sigma_y"], f"{where}.sigma_y", n, 1e-6, 1e3),
+            "rotation": _floats(raw["rotation"], f"{where}.rotation", n, -1e3, 1e3),
+            "beta_walk": _floats(raw["beta_walk"], f"{where}.beta_walk", n, 1e-6, 1e3),
+            "beta": _floats(raw["beta"], f"{where}.beta", n, 1e-6, 1e3),
+            "omega": _floats(raw["omega"], f"{where}.omega", n, 0.0, 1e3),
+        }
+        return BlurStep(raw["stage"], raw["kernel_type"], size, **per_frame)
+    if cls is ResizeStep:
+        _choice(raw["interpolation"], f"{where}.interpolation", INTERPOLATIONS)
+        mode = _choice(raw["mode"], f"{where}.mode", (*RESIZE_MODES, "target"))
+        count = 0 if mode == "target" else n  # 'target' resizes every frame to the plan's target size
+        scales = _floats(raw["scales"], f"{where}.scales", count, 1e-6, MAX_RESIZE_SCALE)
+        return ResizeStep(raw["stage"], raw["interpolation"], mode, scales)
+    if cls is NoiseStep:
+        _choice(raw["kind"], f"{where}.kind", NOISE_TYPES)
+        _bool(raw["gray"], f"{where}.gray")
+        return NoiseStep(raw["stage"], raw["kind"], raw["gray"], _floats(raw["levels"], f"{where}.levels", n, 0, 1e4))
+    if cls is JpegStep:
+        qualities = tuple(int(q) for q in _floats(raw["qualities"], f"{where}.qualities", n, 1, 100, integer=True))
+        return JpegStep(raw["stage"], qualities)
+    _choice(raw["codec"], f"{where}.codec", CODECS)
+    bitrate = _int(raw["bitrate"], f"{where}.bitrate", 1, MAX_BITRATE)
+    _bool(raw["wrap_out_of_range"], f"{where}.wrap_out_of_range")
+    _bool(raw["x264_mbtree"], f"{where}.x264_mbtree")
+    if raw["x264_preset"] is not None:
+        _choice(raw["x264_preset"], f"{where}.x264_preset", X264_PRESETS)
+    return CodecStep(
+        raw["stage"], raw["codec"], bitrate, raw["wrap_out_of_range"], raw["x264_mbtree"], raw["x264_preset"]
+    )
+
+
+def _int(value: Any, where: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"plan field {where} must be an integer in {low}..{high}, got {brief(value)}")
+    return value
+
+
+def _floats(value: Any, where: str, count: int, low: float, high: float, *, integer: bool = False) -> tuple[float, ...]:
+    """`count` numbers (one per frame), each finite and in [low, high]."""
+    if not isinstance(value, list) or len(value) != count:
+        raise ConfigError(f"plan field {where} must be a list of {count} numbers (one per frame), got {brief(value)}")
+    for item in value:
+        number_type = int if integer else (int, float)
+        ok = isinstance(item, number_type) and not isinstance(item, bool)
+        if not ok or not math.isfinite(item) or not low <= item <= high:
+            kind = "integers" if integer else "finite numbers"
+            raise ConfigError(f"plan field {where} must hold {kind} in [{low:g}, {high:g}], got {brief(item)}")
+    return tuple(value)
+
+
+def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"plan field {where} must be one of {', '.join(choices)}, got {brief(value)}")
+    return value
+
+
+def _bool(value: Any, where: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"plan field {where} must be true or false, got {brief(value)}")
+
+
+def _text(value: Any, where: str) -> None:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ConfigError(f"plan field {where} must be a short name, got {brief(value)}")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"plan field {where} must be a list of names, got {brief(value)}")
+    for item in value:
+        _text(item, where)
+    return tuple(value)
 
 
 def plan_to_json(plan: DegradationPlan) -> str:
@@ -139,7 +251,12 @@ def plan_to_json(plan: DegradationPlan) -> str:
 
 
 def plan_from_json(text: str) -> DegradationPlan:
-    return plan_from_dict(json.loads(text))
+    """A plan from JSON text; invalid JSON or an invalid plan raises `ConfigError` (a `ValueError`)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError; RecursionError: [[[[...
+        raise ConfigError(f"not valid JSON ({brief(str(error), 120)})") from error
+    return plan_from_dict(data)
 
 
 def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int) -> ops.Frames:

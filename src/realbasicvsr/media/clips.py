@@ -107,27 +107,43 @@ def clip_folders(root: str | Path) -> list[ClipSource]:
 # ---------------------------------------------------------------- images
 
 
+class UnreadableImage(UserError):
+    """An image file PIL cannot decode (garbage, truncated, a broken chunk); `path` says which."""
+
+    def __init__(self, path: str | Path, error: Exception) -> None:
+        super().__init__(f"cannot read image {path}: {error}; re-save or remove it")
+        self.path = Path(path)
+
+
+def _pil_errors() -> tuple[type[Exception], ...]:
+    """What PIL raises for a damaged file: OSError (truncated, not an image), SyntaxError (a broken PNG chunk or
+    CRC), ValueError (impossible header values) and its decompression-bomb refusal."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def read_image(path: str | Path, *, rgb: bool = True) -> np.ndarray:
     """One image file via PIL: (H, W, 3) uint8 RGB (grey and RGBA converted), or with `rgb=False` the array of the
-    file's own mode (what re-saving it keeps)."""
-    from PIL import Image, UnidentifiedImageError
+    file's own mode (what re-saving it keeps). A damaged file raises `UnreadableImage`."""
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB") if rgb else image)
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"cannot read image {path}: {error}; re-save or remove it") from error
+    except _pil_errors() as error:  # UnidentifiedImageError is an OSError
+        raise UnreadableImage(path, error) from error
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file, from its header."""
-    from PIL import Image, UnidentifiedImageError
+    """(width, height) of an image file, from its header (`UnreadableImage` when it has none)."""
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             return image.size
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"cannot read image {path}: {error}; re-save or remove it") from error
+    except _pil_errors() as error:
+        raise UnreadableImage(path, error) from error
 
 
 def read_image_window(frames: Sequence[Path], start: int, count: int) -> np.ndarray:
@@ -153,12 +169,12 @@ class VideoShape:
 
 def _open_video(path: Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), metadata_errors="replace")  # a non-UTF-8 tag must not stop the read
     except av.error.FFmpegError as error:
         raise UserError(f"cannot read video {path}: {error}; check the file or remove it") from error
-    if not container.streams.video:
+    if not container.streams.video or container.streams.video[0].codec_context is None:
         container.close()
-        raise UserError(f"{path} has no video stream; check the file or remove it")
+        raise UserError(f"{path} has no video stream FFmpeg can decode; check the file or remove it")
     return container
 
 

@@ -80,7 +80,8 @@ class VideoInfo:
 
 def _open(path: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(path))
+        # Tags that are not UTF-8 (old or damaged files) must not make a readable video unreadable.
+        return av.open(str(path), metadata_errors="replace")
     except av.error.PermissionError as error:
         raise UserError(f"cannot read {path}: permission denied; check the file's permissions") from error
     except av.error.EOFError as error:
@@ -95,10 +96,17 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    """The first video stream FFmpeg has a decoder for (a damaged header can leave a stream without one)."""
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise UserError(f"{path} has no video stream (it contains: {', '.join(kinds)}); give a video file instead")
-    return container.streams.video[0]
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            return stream
+    raise UserError(
+        f"{path}: its video stream has no codec FFmpeg can decode (the file is damaged or uses an unknown codec); "
+        "check or re-export it"
+    )
 
 
 def _bit_depth(format_: av.video.format.VideoFormat) -> int:
@@ -252,7 +260,8 @@ def _read_video(info: VideoInfo) -> Iterator[Frame]:
     path = info.path
     with _open(path) as container:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
+        # Slice threads only: FFmpeg's frame threads can deadlock closing the decoder after a corrupt packet.
+        stream.thread_type = "SLICE"
         index = 0
         last_pts: int | None = None
         try:

@@ -13,10 +13,17 @@ class Remuxer:
     """Copies the source's audio and subtitle packets into `output`, untouched, interleaved by time."""
 
     def __init__(self, source: Path, output: av.container.OutputContainer) -> None:
-        self._input = av.open(str(source))
+        self._input = av.open(str(source), metadata_errors="replace")  # as media.read opened it
         streams = [s for s in self._input.streams if s.type in ("audio", "subtitle")]
         self._map = {}
         for stream in streams:
+            if stream.codec_context is None:  # a damaged header: FFmpeg does not know what codec this is
+                message = (
+                    f"the source's {stream.type} stream #{stream.index} has no codec FFmpeg knows (the file is "
+                    "damaged there), so it cannot be copied; turn copy_streams off to write the video alone"
+                )
+                self._input.close()  # streams must not be touched after this (PyAV crashes)
+                raise UserError(message, option="copy_streams")
             name = stream.codec_context.name
             if name not in output.supported_codecs:
                 message = (

@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import math
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -69,10 +70,29 @@ class EvaluateConfig:
             raise ConfigError(f"crop_border must be >= 0, got {self.crop_border}", option="crop_border")
         if self.upscale < 1:
             raise ConfigError(f"upscale must be >= 1, got {self.upscale}", option="upscale")
+        if self.params_dir is not None and not Path(self.params_dir).is_dir():
+            raise ConfigError(
+                f"the parameter folder {self.params_dir} does not exist or is not a folder; give the folder "
+                "holding niqe/, brisque/ and nrqm/",
+                option="params_dir",
+            )
 
     @property
     def needs_ground_truth(self) -> bool:
         return any(m in FULL_REFERENCE for m in self.metrics)
+
+
+def check_report_path(path: Path, option: str) -> None:
+    """Refuse a report file name that cannot be written: an existing folder, or one below a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a folder; give a file name for the {option} report, e.g. {path / 'scores'}.{option}",
+            option=option,
+        )
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"cannot write the {option} report {path}: {parent} is a file, not a folder", option=option)
 
 
 def discover_clips(root: Path) -> list[ClipSource]:
@@ -257,6 +277,7 @@ class Evaluation:
         }
 
     def write_json(self, path: Path) -> None:
+        check_report_path(path, "json")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(self.report(), indent=2, allow_nan=True))
 
@@ -270,6 +291,7 @@ class Evaluation:
             for index, scores in sorted(frames.items()):
                 file = by_name[clip].frames[index].name if by_name[clip].video is None else ""
                 writer.writerow([clip, index, file, *(repr(scores[m]) for m in self.config.metrics)])
+        check_report_path(path, "csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, text.getvalue().encode("utf-8"))
 
@@ -292,6 +314,11 @@ def evaluate(
     """
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}", option="workers")
+    if workers > (os.cpu_count() or 1):  # more processes than CPUs only add memory (1000 would start 1000)
+        notify(
+            f"warning: workers={workers} is more than the {os.cpu_count() or 1} CPUs here; using {os.cpu_count() or 1}"
+        )
+        workers = os.cpu_count() or 1
     if config.needs_ground_truth and gt is None:
         raise UserError("psnr and ssim compare with ground truth: give the ground-truth folder", option="gt")
     clips = discover_clips(Path(pred))

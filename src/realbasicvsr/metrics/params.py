@@ -104,7 +104,13 @@ def download(name: str, target: Path) -> Path:
 
 
 def param_file(name: str, params_dir: str | Path | None = None, allow_download: bool = True) -> Path:
-    """Path of parameter file `name` (e.g. "brisque/allmodel"); downloads it into the cache when missing."""
+    """Path of parameter file `name` (e.g. "brisque/allmodel"); downloads it into the cache when missing.
+
+    A `params_dir` that is given is the only place looked at: a wrong folder is an error, never silently replaced
+    by the environment's folder or the download cache (the scores would come from other files than asked for).
+    """
+    if params_dir is not None:
+        return _given_dir_file(name, Path(params_dir))
     for folder in _search_dirs(params_dir):
         candidate = folder / name
         if candidate.is_file():
@@ -120,3 +126,22 @@ def param_file(name: str, params_dir: str | Path | None = None, allow_download: 
             option="params_dir",
         )
     return download(name, cache_dir() / name)
+
+
+def _given_dir_file(name: str, params_dir: Path) -> Path:
+    if not params_dir.is_dir():
+        raise UserError(
+            f"parameter file {name} not found: the parameter folder {params_dir} does not exist or is not a "
+            "folder; give its folder as params_dir (the folder holding niqe/, brisque/ and nrqm/)",
+            option="params_dir",
+        )
+    candidate = params_dir / name
+    if candidate.is_file():
+        return candidate
+    if name == NRQM_MODEL:
+        raise UserError(f"NRQM/PI need {candidate}, which does not exist; {NRQM_HELP}", option="model_path")
+    raise UserError(
+        f"parameter file {name} not found in the parameter folder {params_dir} (no {candidate}); give its folder "
+        "as params_dir (the folder holding niqe/, brisque/ and nrqm/)",
+        option="params_dir",
+    )

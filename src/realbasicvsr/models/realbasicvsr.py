@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from realbasicvsr.errors import ConfigError
+from realbasicvsr.errors import ConfigError, brief
 from realbasicvsr.models.basicvsr import BasicVSR, ForwardState
 from realbasicvsr.models.blocks import ResidualBlocksWithInputConv
 
@@ -16,6 +16,8 @@ from realbasicvsr.models.blocks import ResidualBlocksWithInputConv
 OFFICIAL_INFERENCE_THRESHOLD = 255.0
 # The release config's comment ("change to 5 for test"): the benchmark setting, up to 3 passes.
 BENCHMARK_THRESHOLD = 5.0
+# Inclusive (low, high) of each ModelConfig field; the official model is c64 with 20 + 20 blocks.
+MODEL_LIMITS = {"mid_channels": (1, 1024), "num_propagation_blocks": (0, 200), "num_cleaning_blocks": (0, 200)}
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,12 @@ class ModelConfig:
         return asdict(self)
 
     def __post_init__(self) -> None:
+        # Checked before any layer is built: a file or config claiming 10**7 blocks must fail here, not in the
+        # allocator. The bounds are far above the official c64b20 (16x the channels, 10x the blocks).
         for name, value in asdict(self).items():
-            if not isinstance(value, int) or value < (1 if name == "mid_channels" else 0):
-                raise ConfigError(
-                    f"ModelConfig.{name} must be a non-negative integer (mid_channels >= 1), got {value!r}"
-                )
+            low, high = MODEL_LIMITS[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ConfigError(f"ModelConfig.{name} must be an integer in {low}..{high}, got {brief(value)}")
 
 
 @dataclass

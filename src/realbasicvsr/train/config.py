@@ -11,6 +11,7 @@ Invalid values raise `ConfigError`.
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,12 +22,13 @@ from realbasicvsr.degrade.config import PRESETS as DEGRADATION_PRESETS
 from realbasicvsr.degrade.config import DegradationConfig, official
 from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.models import ModelConfig
-from realbasicvsr.train.typed_config import build_config, merge, to_plain
+from realbasicvsr.train.typed_config import brief, build_config, merge, to_plain
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ChannelsLast = Literal["auto", "always", "never"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 CHANNELS_LAST: tuple[str, ...] = typing.get_args(ChannelsLast)
+SEED_MAX = 2**32 - 1
 NO_DEGRADATION = "none"  # LQ = bicubic x4 downsampling of the GT, no sharpening (paired data)
 # Run configs (and the configs saved in checkpoints) from before the recipes had names say `realworld`: it was
 # the official recipe, so old runs still load, resume and export.
@@ -53,7 +55,7 @@ def degradation_from_value(value: Any, where: str = "data.degradation") -> Degra
     if isinstance(value, str):
         return _degradation_preset(value, where)()
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {value!r}")
+        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {brief(value)}")
     fields = dict(value)
     base = _degradation_preset(fields.pop("preset", "official"), f"{where}.preset")()
     return build_config(DegradationConfig, merge(to_plain(asdict(base)), fields), f"{where}.")
@@ -73,7 +75,7 @@ def degradation_to_value(config: DegradationConfig | None) -> str | dict[str, An
 def _degradation_preset(name: Any, where: str) -> Callable[[], DegradationConfig]:
     name = DEGRADATION_ALIASES.get(name, name) if isinstance(name, str) else name
     if name not in DEGRADATION_PRESETS:
-        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {name!r}")
+        raise ConfigError(f"{where} must be {_DEGRADATION_CHOICES}, got {brief(name)}")
     return DEGRADATION_PRESETS[name]
 
 
@@ -123,8 +125,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("pixel_weight", "cleaning_weight", "perceptual_weight", "gan_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+            _finite_at_least(f"loss.{name}", getattr(self, name), 0.0)
         _positive("loss.discriminator_channels", self.discriminator_channels)
 
 
@@ -140,10 +141,15 @@ class OptimConfig:
     grad_clip: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.ema_decay < 1:
+        if not 0 <= self.ema_decay < 1:  # also refuses NaN
             raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.lr_g <= 0 or self.lr_d <= 0:
-            raise ConfigError(f"optim.lr_g and optim.lr_d must be positive, got {self.lr_g}, {self.lr_d}")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"optim.lr_g and optim.lr_d must be positive and finite, got optim.{name}={value}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1) (Adam's), got {brief(self.betas)}")
+        _finite_at_least("optim.grad_clip", self.grad_clip, 0.0)
 
 
 @dataclass(frozen=True)
@@ -159,9 +165,17 @@ class RunConfig:
     init_from: str | None = None
     spynet_weights: str | None = None  # the official SPyNet file (mmedit's spynet_20210409-c6c1bd09.pth)
     max_bad_steps: int = 5  # NaN/Inf losses in a row before the run stops
+    # Seconds every process waits for the others to join (torchrun/DDP start) before it stops with a message
+    # naming the ranks that did not; a stopped or lost process then ends the job instead of hanging it.
+    dist_timeout: float = 1800.0
 
     def __post_init__(self) -> None:
         _positive("run.steps", self.steps)
+        # torch and numpy seeds are derived from it (seed * 1000 + rank + step): keep them in range.
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"run.seed must be in 0..{SEED_MAX}, got {brief(self.seed)}")
+        if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
+            raise ConfigError(f"run.dist_timeout must be a positive number of seconds, got {self.dist_timeout}")
         _positive("run.max_bad_steps", self.max_bad_steps)
         _choice("run.precision", self.precision, PRECISIONS)
         _choice("run.channels_last", self.channels_last, CHANNELS_LAST)
@@ -252,12 +266,12 @@ def load_config(source: str | Path, overrides: list[str] | tuple[str, ...] = ())
         preset = data.pop("preset", None)
         if preset is not None:
             if preset not in PRESETS:
-                raise UserError(f"{text}: unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+                raise UserError(f"{text}: unknown preset {brief(preset)}; use one of {sorted(PRESETS)}")
             data = merge(PRESETS[preset]().to_dict(), data)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
-            raise UserError(f"override {item!r} must look like section.key=value, e.g. data.batch_size=4")
+            raise UserError(f"override {brief(item)} must look like section.key=value, e.g. data.batch_size=4")
         data = merge(data, _nested(key.split("."), _parse_value(value)))
     return config_from_dict(data)
 
@@ -285,23 +299,40 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config {path} not found; give a .yaml/.toml file or a preset: {', '.join(PRESETS)}")
     suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise UserError(f"config {path}: unknown file type {suffix!r}; use .yaml, .yml or .toml")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"config {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from error
     if suffix == ".toml":
         toml = _toml_module()
         try:
-            data = toml.loads(path.read_text())
-        except toml.TOMLDecodeError as error:
-            raise UserError(f"config {path} could not be parsed: {error}") from error
-    elif suffix in (".yaml", ".yml"):
+            data = toml.loads(text)
+        except (toml.TOMLDecodeError, ValueError) as error:  # ValueError: an integer of over 4300 digits
+            raise UserError(f"config {path} could not be parsed: {_first_line(error)}") from error
+    else:
         yaml = _yaml()
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"config {path} could not be parsed: {error}") from error
-    else:
-        raise UserError(f"config {path}: unknown file type {suffix!r}; use .yaml, .yml or .toml")
+            data = yaml.safe_load(text)
+        except (yaml.YAMLError, ValueError) as error:
+            raise UserError(f"config {path} could not be parsed: {_first_line(error)}") from error
+    # An empty file is refused rather than read as "all defaults" (the full stage-1 model): an empty or
+    # truncated file is far more often a mistake than a request for the official recipe.
+    if data is None or data == {}:
+        raise UserError(
+            f"config {path} is empty; write the settings that differ from a preset under `preset: stage1` "
+            f"(or tiny, stage2), or give the preset name itself: {', '.join(PRESETS)}"
+        )
     if not isinstance(data, dict):
         raise UserError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """A parser's message, bounded: its lines joined, cut to `limit` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _toml_module() -> Any:
@@ -323,11 +354,16 @@ def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise UserError(f"override value {text!r} could not be parsed: {error}") from error
+        raise UserError(f"override value {brief(text)} could not be parsed: {_first_line(error)}") from error
 
 
 def _nested(keys: list[str], value: Any) -> dict[str, Any]:
     return {keys[0]: _nested(keys[1:], value) if len(keys) > 1 else value}
+
+
+def _finite_at_least(name: str, value: float, low: float) -> None:
+    if not (math.isfinite(value) and value >= low):  # NaN fails every comparison: check it explicitly
+        raise ConfigError(f"{name} must be a finite number >= {low:g}, got {value}")
 
 
 def _positive(name: str, value: int) -> None:
@@ -337,4 +373,4 @@ def _positive(name: str, value: int) -> None:
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {brief(value)}")

@@ -8,6 +8,7 @@ workers, and a resumed run sees exactly the samples the uninterrupted run would 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,20 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.clips import find_clips, image_size, probe_video_shape, read_image_window, read_video_window
+from realbasicvsr.media.clips import (
+    UnreadableImage,
+    find_clips,
+    image_size,
+    probe_video_shape,
+    read_image,
+    read_image_window,
+    read_video_window,
+)
 from realbasicvsr.train.config import DataConfig
 
 SCALE = 4
+# A corrupt frame is reported on the 1st, (N+1)th, (2N+1)th ... skip of each process, not once per frame.
+WARN_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,12 @@ def scan_clips(root: str | Path, min_frames: int, min_size: int) -> list[Clip]:
     skipped: list[str] = []
     for source in find_clips(root):
         if source.frames:
-            width, height = image_size(source.frames[0])
+            size = _first_readable_size(source.frames)
+            if size is None:
+                _warn(f"training clip {source.path} skipped: none of its frames is a readable image")
+                skipped.append(f"{source.path.name} (no readable frame)")
+                continue
+            width, height = size
             clip = Clip(source.path, len(source.frames), height, width, source.frames)
         else:
             shape = probe_video_shape(source.path)
@@ -68,6 +84,43 @@ def scan_clips(root: str | Path, min_frames: int, min_size: int) -> list[Clip]:
             f"{min_frames} frames of at least {min_size}x{min_size}{detail}"
         )
     return clips
+
+
+class NoTrainingData(UserError):
+    """Every clip of the training set failed to give a readable window."""
+
+    def __init__(self, message: str) -> None:
+        # A DataLoader worker's exception is re-raised in the main process as `type(message + its traceback)`;
+        # keep only our own last line, so the command still prints one line.
+        marker = f"{type(self).__name__}: "
+        if "Original Traceback" in message and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+
+
+def _warn(text: str) -> None:
+    # Straight to stderr, as the loop's other warnings: DataLoader workers print here too, whatever the
+    # `warnings` filters of the parent process were when it forked them.
+    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.flush()
+
+
+def _readable(frame: Path) -> bool:
+    try:
+        read_image(frame)
+    except UnreadableImage:
+        return False
+    return True
+
+
+def _first_readable_size(frames: tuple[Path, ...]) -> tuple[int, int] | None:
+    """(width, height) from the first frame whose header reads; None when no frame's does (headers only: cheap)."""
+    for frame in frames:
+        try:
+            return image_size(frame)
+        except UnreadableImage:
+            continue
+    return None
 
 
 def read_window(clip: Clip, start: int, count: int) -> np.ndarray:
@@ -110,17 +163,70 @@ class TrainDataset(Dataset):
         self.config = config
         self.seed = seed
         self.rank = rank
+        # What this process learnt about damaged data (each DataLoader worker has its own copy).
+        self.bad_frames: set[Path] = set()
+        self.dead_clips: set[int] = set()
+        self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The sample of `key`; when its window holds a corrupt frame, the sample of the next clip instead (seeded
+        by the attempt, so it stays a function of the key), with a warning counting the skips."""
         epoch, index = key
-        rng = np.random.default_rng([self.seed, epoch, index, self.rank])
-        clip = self.clips[index]
+        for attempt in range(len(self.clips)):
+            clip_index = (index + attempt) % len(self.clips)
+            if clip_index in self.dead_clips:
+                continue
+            seeds = [self.seed, epoch, index, self.rank] + ([attempt] if attempt else [])
+            rng = np.random.default_rng(seeds)
+            gt = self._window(clip_index, rng)
+            if gt is not None:
+                return self._sample(gt, rng)
+        raise NoTrainingData(
+            f"no readable training window is left: {len(self.bad_frames)} frames are corrupt and "
+            f"{len(self.dead_clips)} of {len(self.clips)} clips have no readable frame; re-save or remove the "
+            "damaged files"
+        )
+
+    def _window(self, clip_index: int, rng: np.random.Generator) -> np.ndarray | None:
+        """The random crop of one random window of a clip, or None (counted and reported) when it cannot be read."""
+        clip = self.clips[clip_index]
         cfg = self.config
         start = int(rng.integers(0, clip.length - cfg.num_frames + 1))
-        gt = crop_and_flip(read_window(clip, start, cfg.num_frames), cfg.gt_size, rng)
+        window = clip.frames[start : start + cfg.num_frames]
+        if any(frame in self.bad_frames for frame in window):
+            self._skip(clip_index, "a frame found corrupt before")
+            return None
+        try:
+            return crop_and_flip(read_window(clip, start, cfg.num_frames), cfg.gt_size, rng)
+        except UnreadableImage as error:
+            # On a clip's first failure, find all its bad frames (once per process): later windows over them are
+            # skipped unread, and a clip of only bad frames is dropped at once.
+            self.bad_frames.update(frame for frame in clip.frames if not _readable(frame))
+            self.bad_frames.add(error.path)
+            self._skip(clip_index, str(error))
+        except UserError as error:  # a video that cannot be decoded at that window (or at all)
+            if not clip.is_video:
+                raise
+            self._skip(clip_index, str(error))
+        return None
+
+    def _skip(self, clip_index: int, reason: str) -> None:
+        clip = self.clips[clip_index]
+        if clip.frames and all(frame in self.bad_frames for frame in clip.frames):
+            self.dead_clips.add(clip_index)
+        self.skipped += 1
+        if self.skipped % WARN_EVERY == 1:
+            _warn(
+                f"skipped {self.skipped} training sample(s) in this process because of corrupt data "
+                f"({len(self.bad_frames)} corrupt frames, {len(self.dead_clips)} clips dropped so far; "
+                f"reported once per {WARN_EVERY}); latest: {clip.path}: {reason}"
+            )
+
+    def _sample(self, gt: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        cfg = self.config
         if cfg.degradation is None:
             sample = bicubic_pair(gt, cfg.mirror)
         else:

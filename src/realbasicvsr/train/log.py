@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import write_text_atomic
 
 
 def format_duration(seconds: float) -> str:
@@ -20,12 +21,19 @@ def format_duration(seconds: float) -> str:
 
 
 class RunLog:
-    """Accumulates step and data-wait times between log lines; writes JSON lines to `run_dir/metrics.jsonl`."""
+    """Accumulates step and data-wait times between log lines; writes JSON lines to `run_dir/metrics.jsonl`.
+
+    A resumed run replays the steps after its checkpoint, which the interrupted run may have logged already: the
+    first record this run writes first drops every earlier record at or after its step, so each step is in the
+    file once, from the run that made the checkpointed weights' future.
+    """
 
     def __init__(self, run_dir: Path, total_steps: int, tensorboard: bool, stream: TextIO = sys.stderr) -> None:
         self.total_steps = total_steps
         self.stream = stream
-        self.jsonl = (Path(run_dir) / "metrics.jsonl").open("a", encoding="utf-8")
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self._trimmed = False
+        self.jsonl = self.path.open("a", encoding="utf-8")
         self.writer = None
         if tensorboard:
             try:
@@ -65,12 +73,26 @@ class RunLog:
         return record
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self._trimmed:
+            self._trimmed = True
+            self._drop_from(int(record["step"]))
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
         if self.writer is not None:
             for key, value in record.items():
                 if key not in ("step", "time") and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, record["step"])
+
+    def _drop_from(self, step: int) -> None:
+        """Rewrite metrics.jsonl without the records at or after `step`, and without a last line cut by a kill
+        (only when it holds any of these)."""
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if (line_step := _step_of(line)) is not None and line_step < step]
+        if len(kept) == len(lines):
+            return
+        self.jsonl.close()
+        write_text_atomic(self.path, "".join(kept))
+        self.jsonl = self.path.open("a", encoding="utf-8")
 
     def message(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -80,3 +102,14 @@ class RunLog:
         self.jsonl.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _step_of(line: str) -> int | None:
+    """The step of one metrics.jsonl line; None for a line that is not a whole record (cut by a kill)."""
+    if not line.endswith("\n"):
+        return None
+    try:
+        step = json.loads(line).get("step")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None

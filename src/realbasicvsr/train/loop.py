@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -14,13 +15,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from realbasicvsr.errors import ConfigError, UserError
-from realbasicvsr.media.files import write_text_atomic
+from realbasicvsr.media.files import remove_orphans, write_text_atomic
 from realbasicvsr.train import dist
 from realbasicvsr.train.config import TrainConfig, config_from_dict, dump_yaml
 from realbasicvsr.train.data import Clip, StepSampler, TrainDataset, scan_clips
 from realbasicvsr.train.log import RunLog
 from realbasicvsr.train.setup import build_trainer, restore, training_state, wrap_ddp
-from realbasicvsr.train.state import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from realbasicvsr.train.state import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_latest_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from realbasicvsr.train.step import Trainer, train_step
 from realbasicvsr.train.validate import load_val_clips, save_strip, validate
 
@@ -33,20 +41,23 @@ class TrainResult:
     checkpoint: Path | None  # the last checkpoint written
     generator: torch.nn.Module  # the trained generator (unwrapped from DDP)
     generator_ema: torch.nn.Module  # its EMA: the weights to validate and export
+    stop_signal: int | None = None  # the signal that stopped it (SIGINT, SIGTERM, SIGHUP) when interrupted
 
 
 class _StopRequest:
-    """SIGINT/SIGTERM set a flag that the loop reads between steps, so the saved state is always consistent.
+    """SIGINT/SIGTERM/SIGHUP set a flag that the loop reads between steps, so the saved state is always consistent.
 
     A second Ctrl-C interrupts at once (default handler restored).
     """
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> _StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP: the terminal closed (ssh dropped); no SIGHUP on Windows.
+        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
             # signal.signal raises ValueError outside the main thread: then there is no graceful stop.
             with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -54,6 +65,7 @@ class _StopRequest:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.requested = True
+        self.signum = self.signum or signum
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __exit__(self, *exc: object) -> None:
@@ -77,7 +89,7 @@ def train(
     in `run_dir`, or start fresh when there is none) or a checkpoint path. Started by torchrun, every process
     calls this and DDP is used; rank 0 alone writes logs, samples and checkpoints.
     """
-    info = dist.setup(device)
+    info = dist.setup(device, timeout=config.run.dist_timeout)
     try:
         return _train(config, Path(data_dir), Path(run_dir), max_steps, resume, info, stream)
     finally:
@@ -96,15 +108,17 @@ def _train(
     if max_steps is not None:
         config = replace(config, run=replace(config.run, steps=max_steps))
     total = config.run.steps
-    checkpoint = _find_resume_checkpoint(run_dir, resume)
+    checkpoint, saved = _find_resume_checkpoint(run_dir, resume, stream if info.is_main else None)
     clips = scan_clips(data_dir, config.data.num_frames, config.data.gt_size)
     val_clips = load_val_clips(config.data) if info.is_main else []
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # Temporary files of runs killed while writing (ours, dead PIDs); save_checkpoint cleans checkpoints/.
+        remove_orphans(run_dir)
         write_text_atomic(run_dir / "config.yaml", dump_yaml(config))
 
     trainer = build_trainer(config, info)
-    step, bad_streak = _resume(trainer, checkpoint, info, stream)
+    step, bad_streak = _resume(trainer, saved, info, stream)
     wrap_ddp(trainer, info)
 
     sampler = StepSampler(len(clips), config.data.batch_size, config.run.seed, step, total, info.rank, info.world_size)
@@ -117,6 +131,7 @@ def _train(
     losses: dict[str, float] = {}
     last_saved: Path | None = None
     interrupted = False
+    stop_signal: int | None = None
     trainer.generator.train()
     batches = iter(loader)
     try:
@@ -125,11 +140,16 @@ def _train(
                 wait_start = time.perf_counter()
                 batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
                 data_wait = time.perf_counter() - wait_start
+                dist.mark_step(info, step + 1)
                 try:
                     losses, ok = train_step(trainer, batch, info.device, info.distributed)
                 except torch.cuda.OutOfMemoryError as error:  # a config problem: say which knobs fix it
                     message = _oom_message(config, trainer, sampler.local_batch, step + 1, last_saved)
                     raise UserError(message, option="resume") from error
+                except RuntimeError as error:  # a collective that timed out: name the ranks that stalled
+                    if dist.is_timeout(error, info):
+                        raise dist.stall_error(info, step + 1, config.run.dist_timeout) from error
+                    raise
                 step += 1
                 bad_streak = 0 if ok else bad_streak + 1
                 if not ok:
@@ -148,6 +168,7 @@ def _train(
                     last_saved = _save(trainer, run_dir, info, step, bad_streak)
                 if dist.broadcast_flag(stop.requested, info):
                     interrupted = True
+                    stop_signal = stop.signum  # None on a DDP rank that was told to stop by rank 0
                     if step % config.checkpoint.every and step != total:
                         last_saved = _save(trainer, run_dir, info, step, bad_streak)
                     if log is not None:
@@ -156,7 +177,9 @@ def _train(
     finally:
         if log is not None:
             log.close()
-    return TrainResult(step, losses, interrupted, last_saved, trainer.generator_module, trainer.generator_ema)
+    return TrainResult(
+        step, losses, interrupted, last_saved, trainer.generator_module, trainer.generator_ema, stop_signal
+    )
 
 
 def _loader(clips: list[Clip], config: TrainConfig, sampler: StepSampler, info: dist.DistInfo) -> DataLoader:
@@ -164,20 +187,30 @@ def _loader(clips: list[Clip], config: TrainConfig, sampler: StepSampler, info: 
         TrainDataset(clips, config.data, config.run.seed, info.rank),
         batch_size=sampler.local_batch,
         sampler=sampler,
-        num_workers=config.data.workers,
+        num_workers=capped_workers(config.data.workers, sys.stderr if info.is_main else None),
         pin_memory=info.device.type == "cuda",
         worker_init_fn=_init_worker,
     )
 
 
-def _resume(trainer: Trainer, checkpoint: Path | None, info: dist.DistInfo, stream: TextIO) -> tuple[int, int]:
-    """Restore `checkpoint` into `trainer` (before DDP wrapping), or seed a fresh run; returns the (step, NaN streak)
-    to continue from. The data stream needs no restoring: it is a function of (seed, step)."""
+def capped_workers(requested: int, stream: TextIO | None) -> int:
+    """`requested` loader processes, at most the CPU count (more only add memory and context switches; 1000 would
+    start 1000 processes); a cut is reported on `stream`."""
+    cpus = os.cpu_count() or 1
+    if requested <= cpus:
+        return requested
+    if stream is not None:
+        stream.write(f"warning: data.workers={requested} is more than the {cpus} CPUs here; using {cpus}\n")
+    return cpus
+
+
+def _resume(trainer: Trainer, state: dict[str, Any] | None, info: dist.DistInfo, stream: TextIO) -> tuple[int, int]:
+    """Restore a checkpoint's `state` into `trainer` (before DDP wrapping), or seed a fresh run; returns the (step,
+    NaN streak) to continue from. The data stream needs no restoring: it is a function of (seed, step)."""
     config = trainer.config
-    if checkpoint is None:
+    if state is None:
         torch.manual_seed(config.run.seed * 1000 + info.rank)
         return 0, 0
-    state = load_checkpoint(checkpoint)
     restore(trainer, state)
     step, bad_streak = int(state["step"]), int(state.get("bad_streak", 0))
     changed = _changed_keys(_as_current(state["config"]), config.to_dict())
@@ -278,7 +311,11 @@ def _changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
+def _find_resume_checkpoint(
+    run_dir: Path, resume: str | None, stream: TextIO | None
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint to resume from and its state ((None, None) for a fresh run). "auto" takes the newest one that
+    loads, warning on `stream` (rank 0's) about each newer one skipped as truncated or corrupt."""
     existing = latest_checkpoint(run_dir)
     if resume is None:
         if existing is not None:
@@ -287,15 +324,16 @@ def _find_resume_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
                 "run, or choose a new run folder",
                 option="resume",
             )
-        return None
+        return None, None
     if resume == "auto":
-        return existing
+        found = load_latest_checkpoint(run_dir, lambda line: stream.write(line + "\n") if stream else None)
+        return found if found is not None else (None, None)
     path = Path(resume)
     if not path.is_file():
         raise UserError(
             f"resume={resume}: no such checkpoint; use 'auto' or the path of a step_XXXXXXXX.pt file", option="resume"
         )
-    return path
+    return path, load_checkpoint(path)
 
 
 def _init_worker(worker_id: int) -> None:
@@ -304,6 +342,16 @@ def _init_worker(worker_id: int) -> None:
     # Ctrl-C reaches the whole process group; the main process saves and stops, so workers must keep serving
     # (a worker that died on SIGINT would make a pending batch fetch fail before the checkpoint is written).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent's SIGTERM/SIGHUP handlers (the loop's stop flag, the CLI's) were inherited by the fork. A worker
+    # that the DataLoader (or multiprocessing at exit) terminates leaves quietly: raising can leave it hanging on
+    # its queue, and a death by signal is reported by torch as a worker failure (a traceback at exit).
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _worker_stop)
+
+
+def _worker_stop(signum: int, frame: object) -> None:
+    os._exit(0)
     try:
         import cv2
 

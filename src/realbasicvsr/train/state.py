@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import numpy as np
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.files import atomic_output
+from realbasicvsr.media.files import atomic_output, remove_orphans
+from realbasicvsr.weights.release import TORCH_LOAD_ERRORS, refused_as_unsafe, unsafe_file_error
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -58,6 +60,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
     """Write `state` to checkpoints/step_XXXXXXXX.pt via a temporary file and a rename, then prune old ones."""
     path = checkpoint_path(Path(run_dir), step)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(path.parent)  # temporary checkpoints of runs that were killed in a write (ours, dead PIDs)
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
     for old in list_checkpoints(Path(run_dir))[:-keep]:
@@ -65,16 +68,61 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
     return path
 
 
+class UnreadableCheckpoint(UserError):
+    """A checkpoint file that is truncated, empty or corrupted (e.g. by a power cut during its write)."""
+
+
+# What torch.load raises for a truncated or foreign file (KeyError: a missing memo entry).
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint's state, loaded without running any pickled code (`weights_only`).
+
+    Raises `UnreadableCheckpoint` for a truncated/corrupt file and `UserError` for a file holding Python objects
+    (refused: loading it could run code) or one that is not a training checkpoint.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError) as error:
-        raise UserError(
-            f"checkpoint {path} could not be read ({error}); delete it to resume from the one before"
+    except TORCH_LOAD_ERRORS as error:
+        if refused_as_unsafe(error):
+            raise unsafe_file_error(path) from None
+        raise UnreadableCheckpoint(
+            f"checkpoint {path} could not be read ({_first_line(error)}); it may be truncated or corrupted: "
+            "delete it to resume from the one before"
         ) from error
     if not isinstance(state, dict) or "generator" not in state or "step" not in state:
         raise UserError(f"{path} is not a realbasicvsr training checkpoint")
     return state
+
+
+def load_latest_checkpoint(run_dir: Path, warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of `run_dir` that loads, and its state (None when there are none).
+
+    A truncated or empty newest checkpoint (a power cut during its write) is skipped with a warning naming it, and
+    the one before is used. A file refused as unsafe, or a folder where none loads, is an error.
+    """
+    found = list_checkpoints(Path(run_dir))
+    skipped: list[str] = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except UnreadableCheckpoint as error:
+            warn(f"warning: skipping {path}: {error}")
+            skipped.append(path.name)
+    if found:
+        raise UserError(
+            f"none of the {len(found)} checkpoints in {Path(run_dir) / CHECKPOINT_DIR} can be read "
+            f"({', '.join(skipped[:3])}{', ...' if len(skipped) > 3 else ''}); start a new run folder, or pass "
+            "resume=PATH of a good checkpoint",
+            option="resume",
+        )
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 200 else line[:200] + "..."
 
 
 def resolve_checkpoint(path_or_run: str | Path) -> Path:

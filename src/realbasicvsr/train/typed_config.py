@@ -10,26 +10,36 @@ dotted key (`data.degradation.noise1.prob`). Used by `train.config` for the run 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
 
-from realbasicvsr.errors import ConfigError
+from realbasicvsr.errors import ConfigError, brief
+
+__all__ = ["brief", "build_config", "merge", "to_plain"]
 
 T = TypeVar("T")
+# Integers beyond int64 cannot reach torch or numpy; refusing them here gives one line instead of an OverflowError.
+INT_LIMIT = 2**63 - 1
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_config(cls: type[T], data: Any, where: str = "") -> T:
     """An instance of the dataclass `cls` from a mapping; `where` is the dotted prefix of its keys ("data.")."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config section {where.rstrip('.') or 'top level'} must be a mapping, got {data!r}")
+        raise ConfigError(f"config section {where.rstrip('.') or 'top level'} must be a mapping, got {brief(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be numbers too
     if unknown:
         raise ConfigError(
-            f"unknown config key(s) {', '.join(where + k for k in unknown)}; known in "
+            f"unknown config key(s) {', '.join(_cut(where + str(k)) for k in unknown[:10])}; known in "
             f"{where.rstrip('.') or 'top level'}: {', '.join(sorted(fields))}"
         )
     kwargs = {}
@@ -77,31 +87,34 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return _coerce(inner, value, where)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"config {where} must be one of {', '.join(map(str, args))}, got {value!r}")
+            raise ConfigError(f"config {where} must be one of {', '.join(map(str, args))}, got {brief(value)}")
         return value
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config {where} must be a list, got {value!r}")
+            raise ConfigError(f"config {where} must be a list, got {brief(value)}")
         return tuple(_coerce(args[0], v, where) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"config {where} must be a list of {len(args)} values, got {value!r}")
+            raise ConfigError(f"config {where} must be a list of {len(args)} values, got {brief(value)}")
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
     if hint is float:
         # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it obviously is.
         if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value) if abs(value) <= INT_LIMIT or isinstance(value, float) else math.inf
+            if not math.isfinite(number):  # NaN or inf would only surface as NaN losses many steps later
+                raise ConfigError(f"config {where} must be a finite number, got {brief(value)}")
+            return number
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                raise ConfigError(f"config {where} must be an integer within ±(2**63 - 1), got {brief(value)}")
             return value
     elif hint is bool:
         if isinstance(value, bool):
             return value
     elif hint is str and isinstance(value, str):
         return value
-    raise ConfigError(f"config {where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+    raise ConfigError(f"config {where} must be {getattr(hint, '__name__', hint)}, got {brief(value)}")

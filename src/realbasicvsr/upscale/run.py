@@ -8,6 +8,7 @@ the model (on this 2-core CPU the model dominates; on a GPU the encoder would ot
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import threading
@@ -21,7 +22,7 @@ import torch
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.clips import IMAGE_EXTENSIONS
-from realbasicvsr.media.files import commit_replacing, remove_partial, temporary_path
+from realbasicvsr.media.files import commit, commit_replacing, remove_orphans, remove_partial, temporary_path
 from realbasicvsr.media.read import MediaKind, VideoInfo, probe, read_frames
 from realbasicvsr.media.write import (
     CONTAINER_FORMATS,
@@ -144,6 +145,8 @@ def upscale_video(
     info = probe(input_path)
     kind = output_kind(info, output)
     check_paths(info, output, overwrite)
+    existed_empty = output.is_dir() and not output.is_symlink()  # an empty folder (check_paths): ours to fill
+    remove_orphans(output.parent, output.name)  # partial outputs of earlier runs on this target that were killed
     if kind == "video":
         check_codec(encode, container_format(output), output, info.bit_depth)
     if model is None:
@@ -168,8 +171,7 @@ def upscale_video(
         remove_partial(tmp)
         raise
     try:
-        # An existing output is an empty folder, or overwrite=True allowed it to go (both checked in check_paths).
-        commit_replacing(tmp, output)
+        _commit_output(tmp, output, overwrite, existed_empty)
     except BaseException:
         remove_partial(tmp)
         raise
@@ -177,6 +179,41 @@ def upscale_video(
     return UpscaleResult(
         output, kind, written, seconds, width, height, _size_of(output), upscaler.fallbacks, weights=used
     )
+
+
+def _commit_output(tmp: Path, output: Path, overwrite: bool, existed_empty: bool) -> None:
+    """Rename the finished output into place. Without `overwrite` nothing that appeared at `output` during the run
+    is replaced (a concurrent run on the same target, a user's file or folder): one run wins, the other fails here.
+    With it, the target is replaced, but a folder only while it holds nothing but PNG frames."""
+    try:
+        if overwrite:
+            if output.is_dir() and not output.is_symlink():
+                _check_frames_only(output)
+            commit_replacing(tmp, output)
+            return
+        if existed_empty:
+            output.rmdir()  # the empty folder check_paths accepted; fails if something was put in it since
+        commit(tmp, output, replace=False)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as error:
+        raise _appeared(output) from error
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise _appeared(output) from error
+        raise
+
+
+def _appeared(output: Path) -> UserError:
+    return UserError(
+        f"{output} appeared while upscaling (another run or program wrote it); it was kept and this result was "
+        "discarded; use overwrite=True to replace it, or choose another name",
+        option="overwrite",
+    )
+
+
+def _check_frames_only(folder: Path) -> None:
+    """Refuse to delete a folder that holds anything but PNG frames (checked again at the end: it may have changed)."""
+    if any(not (p.is_file() and p.suffix.lower() == ".png") for p in folder.iterdir()):
+        raise UserError(f"folder {folder} now holds files other than PNG frames; it was kept and this result discarded")
 
 
 def _load_model(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:
@@ -261,7 +298,9 @@ def _run(upscaler: Upscaler, info: VideoInfo, writer: FrameWriter, progress: Pro
                 writer.close()
         except BaseException as error:  # handed to the main thread, which re-raises it
             if isinstance(error, WRITE_ERRORS):
+                cause = error
                 error = UserError(f"writing the output failed: {error}; check the disk space and the encoder options")
+                error.__cause__ = cause  # raised in another thread: keep the OSError (the CLI reports a full disk)
             failure.append(error)
             while item not in (finish, abort):  # keep consuming so the producer never blocks
                 item = pending.get()

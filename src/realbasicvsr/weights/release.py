@@ -20,6 +20,7 @@ import pickle
 import re
 import struct
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -39,6 +40,34 @@ SPYNET_METADATA = {"realbasicvsr_spynet": "synthetic-pretrained"}
 _SPYNET_PREFIXES = ("generator.spynet.", "generator_ema.spynet.", "basicvsr.spynet.", "spynet.", "")
 
 
+# What torch.load(weights_only=True) raises for a truncated, foreign or unsafe file (KeyError: a missing memo entry).
+TORCH_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    IndexError,
+    struct.error,
+    UnicodeDecodeError,
+)
+
+
+def refused_as_unsafe(error: BaseException) -> bool:
+    """True when `error` is torch.load's weights_only refusal of a pickle that holds Python objects."""
+    text = str(error)
+    return isinstance(error, (pickle.UnpicklingError, RuntimeError)) and (
+        "weights_only" in text or "Weights only load failed" in text
+    )
+
+
+def unsafe_file_error(path: str | Path) -> UserError:
+    """The one message for a file refused as unsafe. Never repeats torch's advice: weights_only=False would run
+    whatever code the file contains."""
+    return UserError(f"{path} is not a checkpoint this tool can load safely (it contains Python objects)")
+
+
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a `.safetensors` or torch checkpoint into a flat dict of tensors (no code is unpickled)."""
     path = Path(path)
@@ -56,18 +85,9 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
             ) from error
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    # A truncated or foreign file fails inside the unpickler with one of these (KeyError: a missing memo entry).
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        ValueError,
-        KeyError,
-        IndexError,
-        struct.error,
-        UnicodeDecodeError,
-    ) as error:
+    except TORCH_LOAD_ERRORS as error:
+        if refused_as_unsafe(error):
+            raise unsafe_file_error(path) from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"{path} is not a readable PyTorch checkpoint ({first_line}); the file may be truncated or corrupted: "
@@ -100,18 +120,23 @@ def select_generator_state(state: dict[str, torch.Tensor], *, ema: bool = True) 
     )
 
 
-def infer_model_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+def infer_model_config(state: Mapping[str, torch.Tensor]) -> ModelConfig:
     """Read the architecture (channels, block counts) from the tensor shapes of a generator state dict."""
+    return _config_from_shapes({k: tuple(v.shape) for k, v in state.items()})
+
+
+def _config_from_shapes(shapes: Mapping[str, tuple[int, ...]]) -> ModelConfig:
+    """`infer_model_config` from names and shapes only (no tensor data; `ModelConfig` checks the ranges)."""
     try:
-        mid = state["image_cleaning.0.main.0.weight"].shape[0]
-    except KeyError as error:
+        mid = shapes["image_cleaning.0.main.0.weight"][0]
+    except (KeyError, IndexError) as error:
         raise UserError(
             "generator weights lack 'image_cleaning.0.main.0.weight': not a RealBasicVSR generator"
         ) from error
 
     def count_blocks(prefix: str) -> int:
         pattern = re.compile(re.escape(prefix) + r"(\d+)\.conv1\.weight$")
-        indices = [int(m.group(1)) for k in state if (m := pattern.match(k))]
+        indices = [int(m.group(1)) for k in shapes if (m := pattern.match(k))]
         return max(indices) + 1 if indices else 0
 
     return ModelConfig(
@@ -153,11 +178,11 @@ def load_generator(
 ) -> RealBasicVSR:
     """Build a `RealBasicVSR` from an official mmediting checkpoint, our release file or a known name; eval mode."""
     path = resolve_weights(path_or_name, download=download)
-    state = read_state_file(path)
     if path.suffix == ".safetensors":
-        config = read_release_config(path)
-        generator_state, _ = select_generator_state(state, ema=ema)
+        config = read_release_config(path)  # checked against the file's tensor shapes before anything is read
+        generator_state, _ = select_generator_state(read_state_file(path), ema=ema)
     else:
+        state = read_state_file(path)
         generator_state, _ = select_generator_state(state, ema=ema)
         config = infer_model_config(generator_state)
     model = RealBasicVSR(config, cleaning_threshold=cleaning_threshold, max_cleaning_passes=max_cleaning_passes)
@@ -166,17 +191,41 @@ def load_generator(
 
 
 def read_release_config(path: Path) -> ModelConfig:
-    """The architecture stored in our release file (metadata), falling back to the shapes."""
-    from safetensors import safe_open
+    """The architecture stored in our release file (metadata), checked against the tensors in the file before
+    anything is built: a record that claims more (or other) blocks or channels than the file holds is refused.
+    Without a record, the architecture is read from the shapes."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if CONFIG_METADATA_KEY in metadata:
-        try:
-            return ModelConfig(**json.loads(metadata[CONFIG_METADATA_KEY]))
-        except (TypeError, ValueError) as error:
-            raise UserError(f"{path} has an invalid architecture record ({error}); re-export the file") from error
-    return infer_model_config(read_state_file(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            # Shapes come from the header: no tensor is read.
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({_brief(error)}); re-download it") from error
+    generator_shapes, _ = select_generator_state(shapes)  # type: ignore[arg-type]
+    from_tensors = _config_from_shapes(generator_shapes)
+    if CONFIG_METADATA_KEY not in metadata:
+        return from_tensors
+    try:
+        record = json.loads(metadata[CONFIG_METADATA_KEY])
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a JSON object, got {type(record).__name__}")
+        config = ModelConfig(**record)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path} has an invalid architecture record ({_brief(error)}); re-export the file") from error
+    if config != from_tensors:
+        raise UserError(
+            f"{path}: its architecture record {config.to_dict()} does not match the tensors in the file "
+            f"({from_tensors.to_dict()}); the file is damaged or was edited: re-export or re-download it"
+        )
+    return config
+
+
+def _brief(error: BaseException, limit: int = 200) -> str:
+    """An exception's text cut to `limit` characters (messages never print unbounded values)."""
+    text = str(error).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def save_release(model: RealBasicVSR, path: str | Path, *, extra: dict[str, str] | None = None) -> Path:
