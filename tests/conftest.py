@@ -92,3 +92,15 @@ def official_checkpoint(request, selfmade_checkpoint) -> OfficialCheckpoint:
     path = shared_path("refvectors", "small_c16b2_checkpoint.pth")
     lq = torch.load(shared_path("refvectors", "input_a_32x48.pt"), weights_only=True)["lq"]
     return OfficialCheckpoint(path, lq, 5.0, 2)
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory) -> Path:
+    """A tiny untrained generator (c4, 1 + 1 blocks) in our release format, for command-line tests that only need
+    the pipeline to run fast."""
+    from realbasicvsr.models import ModelConfig, RealBasicVSR
+    from realbasicvsr.weights import save_release
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_release(RealBasicVSR(ModelConfig(4, 1, 1)), path)
+    return path

@@ -22,7 +22,6 @@ import realbasicvsr.upscale.run as upscale_run
 from realbasicvsr.cli import disk_full, main
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.files import commit, remove_orphans, rename_noreplace, temporary_path
-from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.train.config import CheckpointConfig
 from realbasicvsr.train.loop import train
 from realbasicvsr.train.state import list_checkpoints, load_checkpoint
@@ -33,15 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 UNSAFE = "is not a checkpoint this tool can load safely (it contains Python objects)"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from realbasicvsr.weights import save_release
-
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_release(RealBasicVSR(ModelConfig(4, 1, 1)), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,6 @@ from test_video import make_clip, packets_bytes, video_timing
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    from realbasicvsr.weights import save_release
-
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_release(RealBasicVSR(ModelConfig(4, 1, 1)), path)
-    return path
-
-
 def upscale(*args: object) -> int:
     return main(["upscale", *map(str, args), "--preset", "ultrafast", "--quiet"])
 
