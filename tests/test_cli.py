@@ -29,3 +29,18 @@ def test_one_line_adds_the_flag_of_the_setting_and_folds_newlines():
     assert isinstance(error, ValueError) and isinstance(error, UserError)
     assert one_line(error, {"window": "--window"}) == "window must be at least 1 frame, got 0 (set with --window)"
     assert one_line(UserError("no such file"), {"window": "--window"}) == "no such file"
+
+
+@pytest.mark.parametrize(
+    ("device", "says"), [("tpu", "unknown training device 'tpu'"), ("cuda:x", "unknown training device")]
+)
+def test_train_refuses_an_unusable_device_before_reading_data(tmp_path, capsys, device, says):
+    from realbasicvsr.cli import main
+
+    code = main(
+        ["train", "tiny", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--device", device]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert says in err and err.endswith("(set with --device)")
+    assert not (tmp_path / "run").exists()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 # Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
-FLAGS = {"resume": "--resume"}
+FLAGS = {"resume": "--resume", "device": "--device"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.max_steps is not None and args.max_steps < 1:
         raise UserError(f"--max-steps must be at least 1, got {args.max_steps}")
+    from realbasicvsr.train.dist import check_device
+
+    check_device(args.device)  # before the data are scanned
     result = train(config, args.data, args.out, max_steps=args.max_steps, resume=args.resume, device=args.device)
     # 128 + the signal that stopped it (SIGTERM 143, SIGHUP 129), as a shell reports; Ctrl-C 130
     return (128 + result.stop_signal if result.stop_signal else 130) if result.interrupted else 0

@@ -41,6 +41,18 @@ def _key(name: str) -> str:
     return f"realbasicvsr/{name}/{attempt}/"
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a device training cannot use, before anything starts (an unknown name used to mean the CPU)."""
+    if device is None or device == "cpu":
+        return
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise UserError(f"unknown training device {device!r}; use cpu, cuda or cuda:N", option="device")
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"device {device!r} was asked for but this PyTorch has no usable CUDA GPU; use cpu", option="device"
+        )
+
+
 def setup(device: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> DistInfo:
     """Read RANK/LOCAL_RANK/WORLD_SIZE (set by torchrun, also across nodes) and start the process group.
 
@@ -49,6 +61,7 @@ def setup(device: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> Dist
     collective: a rank that never joins makes the others stop with a `UserError` naming it, instead of a hang.
     """
     global _STORE
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
