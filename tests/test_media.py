@@ -269,3 +269,32 @@ def test_implausible_decode_times_are_repaired_and_plausible_ones_kept():
     assert plausible_dts(2002, 2002, 2002, span) == 2003  # never equal to the previous one
     assert plausible_dts(1001, 9009, 0, span) == 1001  # decode after presentation is impossible
     assert plausible_dts(None, 7, 0, span) == 7  # no presentation time: nothing to check against
+
+
+@pytest.mark.parametrize("side", [16000, 12000])  # over PIL's own header limit, and under it but over ours
+def test_a_header_claiming_a_huge_frame_is_refused_before_decoding(tmp_path, side):
+    """An 800-byte PNG whose header says 16000x16000 used to cost 779 MB before its refusal: now it is refused
+    from the header, in a moment and without the allocation."""
+    import resource
+    import struct
+    import time
+    import zlib
+
+    from PIL import Image
+
+    from realbasicvsr.errors import UserError
+    from realbasicvsr.media.read import probe
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", side, side)
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])))
+    path.write_bytes(bytes(data))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=rf"{side}x{side}|{side * side} pixels"):  # ours, or PIL's header check
+        probe(path)
+    assert time.perf_counter() - start < 1.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # kB: far below 779 MB

@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.clips import IMAGE_EXTENSIONS, list_frames
+from realbasicvsr.media.clips import IMAGE_EXTENSIONS, UnreadableImage, image_size, list_frames
 
 # AVColorSpace values (libavutil/pixfmt.h) -> the swscale matrix name PyAV understands.
 _MATRIX_BY_AVCOL = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
@@ -102,11 +102,25 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
         raise UserError(f"{path} has no video stream (it contains: {', '.join(kinds)}); give a video file instead")
     for stream in container.streams.video:
         if stream.codec_context is not None:
+            _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
             return stream
     raise UserError(
         f"{path}: its video stream has no codec FFmpeg can decode (the file is damaged or uses an unknown codec); "
         "check or re-export it"
     )
+
+
+# The largest frame we decode: 2^27 pixels (16 times 4K UHD; 11585x11585), about 0.8 GB as 16-bit RGB. A header is
+# checked before decoding, so an 824-byte PNG claiming 16000x16000 no longer allocates 779 MB first.
+MAX_FRAME_PIXELS = 1 << 27
+
+
+def _check_frame_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise UserError(
+            f"{path} claims {width}x{height} pixels per frame, over the {MAX_FRAME_PIXELS:,} this tool decodes; "
+            "the file is damaged, or split the picture into tiles first"
+        )
 
 
 def _bit_depth(format_: av.video.format.VideoFormat) -> int:
@@ -156,6 +170,11 @@ def _probe_image(path: Path) -> VideoInfo:
 
 def _decode_image(path: Path, unreadable: str, fix: str) -> tuple[av.VideoFrame, str]:
     """The one frame of an image file and its codec name; a `UserError` ending in `fix` when it has none."""
+    try:  # the header first (PIL reads only it): FFmpeg's probe would already decode a frame of the claimed size
+        width, height = image_size(path)
+    except UnreadableImage as error:
+        raise UserError(f"{path} {unreadable} ({error.__cause__}); {fix}") from error
+    _check_frame_size(path, width, height)
     with _open(path) as container:
         stream = _video_stream(container, path)
         try:
