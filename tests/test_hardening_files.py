@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -392,3 +393,22 @@ def test_a_forked_child_of_a_command_dies_on_sigterm_as_by_default():
         os.kill(pid, signal.SIGTERM)
         _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def test_prepare_and_make_dataset_on_a_full_disk_are_one_line_and_leave_no_folder(tiny_disk, tmp_path, capsys):
+    from PIL import Image
+
+    disk, _ = tiny_disk
+    clip = tmp_path / "src" / "clip1"
+    clip.mkdir(parents=True)
+    noise = np.random.default_rng(0).integers(0, 255, (4, 520, 520, 3), dtype=np.uint8)
+    for i, frame in enumerate(noise):  # noise: PNG cannot compress it into the 64 kB disk
+        Image.fromarray(frame).save(clip / f"{i:03d}.png")
+    for args, out in (
+        (["prepare", str(tmp_path / "src"), str(disk / "sub")], disk / "sub"),
+        (["make-dataset", str(disk / "ds"), "--clips-per-image", "1", "--frames", "5"], disk / "ds"),
+    ):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no space left on" in err and "Traceback" not in err, err
+        assert not out.exists() and list(disk.iterdir()) == []

@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _output_of(args: argparse.Namespace) -> object:
-    """The path a command writes (its `output` or `--out`), if it has one."""
-    return getattr(args, "output", None) or getattr(args, "out", None)
+    """The path a command writes (its `output`, `--out` or `dst`), if it has one."""
+    return getattr(args, "output", None) or getattr(args, "out", None) or getattr(args, "dst", None)
 
 
 @contextlib.contextmanager

@@ -88,13 +88,19 @@ def cut_dataset(
     clips = [clip.path for clip in clip_folders(src)]
     if not clips:
         raise UserError(f"{src} has no clip folders with image frames")
+    created = not dst.exists()
     dst.mkdir(parents=True, exist_ok=True)
     written = skipped = 0
-    for clip in clips:
-        done, present = cut_clip(clip, dst, crop, step, threshold)
-        written, skipped = written + done, skipped + present
-        if progress is not None:
-            progress(f"{clip.name}: {done} sub-clips written, {present} already present")
+    try:
+        for clip in clips:
+            done, present = cut_clip(clip, dst, crop, step, threshold)
+            written, skipped = written + done, skipped + present
+            if progress is not None:
+                progress(f"{clip.name}: {done} sub-clips written, {present} already present")
+    except BaseException:  # cleans up, then re-raises: an output folder this run made and left empty goes
+        if created and not any(dst.iterdir()):
+            dst.rmdir()
+        raise
     if written + skipped == 0:
         raise UserError(f"no frame in {src} is at least {crop}x{crop}; use a smaller crop", option="crop")
     return written, skipped
