@@ -102,7 +102,7 @@ def check_paths(info: VideoInfo, output: Path, overwrite: bool) -> None:
                 f"folder {output} is not empty; use overwrite=True to replace its frames, or choose another",
                 option="overwrite",
             )
-        if any(not (p.is_file() and p.suffix.lower() == ".png") for p in entries):
+        if not _only_png_frames(output):
             # --overwrite replaces the whole folder: never delete anything that is not a frame we could have written.
             raise UserError(f"folder {output} holds files other than PNG frames; choose a new or empty folder")
     elif output.exists() and not overwrite:
@@ -210,9 +210,14 @@ def _appeared(output: Path) -> UserError:
     )
 
 
+def _only_png_frames(folder: Path) -> bool:
+    """True when `folder` holds nothing but PNG files: the only folder an overwrite may delete."""
+    return all(p.is_file() and p.suffix.lower() == ".png" for p in folder.iterdir())
+
+
 def _check_frames_only(folder: Path) -> None:
     """Refuse to delete a folder that holds anything but PNG frames (checked again at the end: it may have changed)."""
-    if any(not (p.is_file() and p.suffix.lower() == ".png") for p in folder.iterdir()):
+    if not _only_png_frames(folder):
         raise UserError(f"folder {folder} now holds files other than PNG frames; it was kept and this result discarded")
 
 
