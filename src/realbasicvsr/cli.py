@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from realbasicvsr import __version__
-from realbasicvsr.errors import UserError
+from realbasicvsr.errors import UserError, one_line
 
 # name -> one-line help. A literal table (no registry): add a line here when a command module is added.
 COMMANDS: dict[str, str] = {
@@ -163,10 +163,3 @@ def disk_full(error: BaseException, output: object = None) -> str | None:
             return f"no space left on {place}{quota}: free some space (partial output was removed)"
         current = current.__cause__ or current.__context__
     return None
-
-
-def one_line(error: UserError, flags: dict[str, str]) -> str:
-    """The error as one line, naming the flag that sets `error.option` when this command has one."""
-    text = " ".join(str(error).split())
-    flag = flags.get(error.option) if error.option else None
-    return f"{text} (set with {flag})" if flag else text

@@ -38,3 +38,10 @@ def brief(value: Any, limit: int = 80) -> str:
     else:
         text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(error: UserError, flags: dict[str, str]) -> str:
+    """The error as one line, naming the flag that sets `error.option` when this command has one."""
+    text = " ".join(str(error).split())
+    flag = flags.get(error.option) if error.option else None
+    return f"{text} (set with {flag})" if flag else text

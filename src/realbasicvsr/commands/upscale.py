@@ -36,6 +36,11 @@ FLAGS = {
     "preset": "--preset",
     "pix_fmt": "--pix-fmt",
     "copy_streams": "--no-copy-streams",
+    "resume": "--resume",
+    "scene_sensitivity": "--scene-sensitivity",
+    "segment_frames": "--segment-frames",
+    "warmup": "--warmup",
+    "container": "--container",
 }
 
 
@@ -83,7 +88,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(for an image input)",
     )
     _add_model_and_running(parser)
+    _add_long_videos(parser)
     _add_size_encoding_and_output(parser)
+
+
+def _add_long_videos(parser: argparse.ArgumentParser) -> None:
+    from realbasicvsr.upscale.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_WARMUP
+
+    group = parser.add_argument_group(
+        "scenes, segments and resume",
+        "Each scene (cut at hard cuts) is upscaled on its own; long scenes in segments of --segment-frames. "
+        "Finished segments are kept in OUTPUT.parts/ until the output is written, so an interrupted run loses "
+        "at most one segment: run the same command with --resume. Under torchrun or a Slurm job array the "
+        "processes share the segments.",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its finished segments (same input, options and weights)",
+    )
+    group.add_argument(
+        "--scenes",
+        default="auto",
+        metavar="auto|off|FILE",
+        help="auto (default): detect hard cuts and restart the propagation there; off: one scene; FILE: cut "
+        "frame indices from an editor (whitespace or comma separated, # comments)",
+    )
+    group.add_argument(
+        "--scene-sensitivity",
+        type=float,
+        help="0..1: higher finds more cuts (fades, pans and flashes are never cut); default 0.5",
+    )
+    group.add_argument(
+        "--segment-frames",
+        type=int,
+        default=DEFAULT_SEGMENT_FRAMES,
+        help=f"frames per segment of a long scene: the unit of resume and sharing (default {DEFAULT_SEGMENT_FRAMES})",
+    )
+    group.add_argument(
+        "--warmup",
+        type=_nonneg_int,
+        default=DEFAULT_WARMUP,
+        help=f"frames before a segment that warm its forward propagation up, not output (default {DEFAULT_WARMUP})",
+    )
 
 
 def _add_model_and_running(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +192,12 @@ def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
     )
     out = parser.add_argument_group("output")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    out.add_argument(
+        "--container",
+        choices=("mp4", "mkv", "mov", "webm"),
+        help="for a folder of videos: the container of every output (default: each input's own when it is one of "
+        "these and the codec fits in it, else mkv)",
+    )
     out.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -153,11 +206,18 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from fractions import Fraction
 
+    from realbasicvsr.upscale.library import is_video_library
+    from realbasicvsr.upscale.plan import SegmentConfig
     from realbasicvsr.upscale.run import upscale_video
 
     options, encode = _configs(args)  # before the weights: a bad setting is reported at once
+    segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup)
     weights = args.weights if args.weights is not None else _default_weights()
-    bar, progress = _progress(args.quiet)
+    if is_video_library(args.input) or args.container is not None:  # a folder of videos: each one into OUT_DIR
+        from realbasicvsr.commands.upscale_library import run_library
+
+        return run_library(args, options, encode, weights, {"segments": segments})
+    bar, progress = progress_bar(args.quiet)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
@@ -172,18 +232,35 @@ def run(args: argparse.Namespace) -> int:
                 fps=Fraction(args.fps).limit_denominator(1001) if args.fps else None,
                 copy_streams=not args.no_copy_streams,
                 progress=progress,
+                segments=segments,
+                resume=args.resume,
             )
     except KeyboardInterrupt:
-        _close(bar)
-        print(f"interrupted: the partial output was removed, {args.output} was not written", file=sys.stderr)
+        close_bar(bar)
+        print(f"interrupted: {_kept(args.output)}", file=sys.stderr)
         raise
     finally:
-        _close(bar)
+        close_bar(bar)
     if not args.quiet:
         print(result.summary())
+        if result.scenes > 1 or result.segments > 1:
+            print(f"plan: {result.scenes} scene(s), {result.segments} segment(s)")
         if result.fp32_fallbacks:
             print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after reduced precision overflowed")
     return 0
+
+
+def _kept(output: str) -> str:
+    """What an interrupted run left: finished segments to resume, or nothing."""
+    from pathlib import Path
+
+    from realbasicvsr.upscale.workspace import work_folder_of
+
+    work = work_folder_of(Path(output))
+    done = sum(1 for p in work.glob("*.done.json")) if work.is_dir() else 0
+    if done:
+        return f"{done} finished segment(s) are kept in {work}; run the same command with --resume to continue"
+    return f"the partial output was removed, {output} was not written"
 
 
 def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
@@ -222,7 +299,7 @@ def _default_weights() -> Path:
     return choice.path
 
 
-def _progress(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], None] | None]:
+def progress_bar(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], None] | None]:
     """(a tqdm bar or None, the progress callback of `upscale_video`)."""
     if quiet:
         return None, None
@@ -240,6 +317,6 @@ def _progress(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], Non
     return bar, progress
 
 
-def _close(bar: tqdm | None) -> None:
+def close_bar(bar: tqdm | None) -> None:
     if bar is not None:
         bar.close()

@@ -10,7 +10,7 @@ BT.709 for frames 720 lines or taller, BT.601 below. The official script instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -255,16 +255,27 @@ def frame_to_rgb(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, np.
     return rgb, None
 
 
-def read_frames(info: VideoInfo) -> Iterator[Frame]:
-    """Yield the frames of a probed input in order, one at a time.
+def read_frames(
+    info: VideoInfo, start: int = 0, stop: int | None = None, frame_pts: Sequence[int | None] | None = None
+) -> Iterator[Frame]:
+    """Yield the frames `start` .. `stop` (default: to the end) of a probed input in order, one at a time.
 
-    Raises `UserError` when a folder's images change size, when a video has no decodable frame, or when the
-    decoder fails midway (a corrupted stream): the caller then discards its partial output.
+    `frame_pts` (the timestamps `scan` reported for every frame) lets a video start at `start` by seeking instead
+    of decoding from the beginning; each frame's timestamp is then checked against it. Raises `UserError` when a
+    folder's images change size, when a video has no decodable frame, or when the decoder fails midway (a
+    corrupted stream): the caller then discards its partial output.
     """
     if info.kind == "video":
-        yield from _read_video(info)
+        if start > 0 and frame_pts is not None and frame_pts[start] is not None:
+            try:
+                yield from _read_video(info, start, stop, frame_pts)
+                return
+            except _SeekMissed:  # before any frame was yielded: decode from the beginning instead
+                pass
+        yield from _read_video(info, start, stop, frame_pts, seek=False)
         return
-    for index, file in enumerate(info.files):
+    for index in range(start, len(info.files) if stop is None else min(stop, len(info.files))):
+        file = info.files[index]
         frame, _ = _decode_image(file, "cannot be decoded as an image", "re-save or remove it")
         if (frame.width, frame.height) != (info.width, info.height):
             raise UserError(
@@ -275,16 +286,76 @@ def read_frames(info: VideoInfo) -> Iterator[Frame]:
         yield Frame(index=index, image=rgb, alpha=alpha, name=file.name)
 
 
-def _read_video(info: VideoInfo) -> Iterator[Frame]:
+class _SeekMissed(Exception):
+    """A seek did not land on a frame with the expected timestamp (raised before any frame is yielded)."""
+
+
+def scan(info: VideoInfo, thumb_width: int) -> Iterator[tuple[int | None, np.ndarray]]:
+    """(timestamp, thumbnail) of every frame that decodes, in order: the planning pass. Thumbnails are RGB uint8,
+    `thumb_width` wide (aspect kept), made by FFmpeg's area scaler, so the pass costs little beyond the decode."""
+    height = max(1, round(info.height * thumb_width / info.width))
+    if info.kind != "video":
+        for file in info.files:
+            frame, _ = _decode_image(file, "cannot be decoded as an image", "re-save or remove it")
+            yield None, _thumbnail(frame, thumb_width, height)
+        return
+    for frame, pts, _ in _decoded(info, None, None):
+        yield pts, _thumbnail(frame, thumb_width, height)
+
+
+def _thumbnail(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    small = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA")
+    return small.to_ndarray()
+
+
+def _read_video(
+    info: VideoInfo, start: int, stop: int | None, frame_pts: Sequence[int | None] | None, seek: bool = True
+) -> Iterator[Frame]:
+    index = start
+    for frame, pts, index in _decoded(info, frame_pts if seek else None, start if seek else None):
+        if index < start:
+            continue
+        if stop is not None and index >= stop:
+            return
+        expected = frame_pts[index] if frame_pts is not None and index < len(frame_pts) else None
+        if expected is not None and pts != expected:
+            raise UserError(
+                f"{info.path}: frame {index} has timestamp {pts}, the plan says {expected}; the input "
+                "changed since the run was planned, start again without resume"
+            )
+        rgb, alpha = frame_to_rgb(frame, info)
+        yield Frame(index=index, image=rgb, pts=pts, alpha=alpha)
+    if stop is None and start == 0:
+        _check_frame_count(info, index + 1 if index >= start else 0)
+
+
+def _decoded(
+    info: VideoInfo, frame_pts: Sequence[int | None] | None, start: int | None
+) -> Iterator[tuple[av.VideoFrame, int, int]]:
+    """(frame, timestamp, index) of each decoded frame, from the first, or from frame `start` by a seek to its
+    timestamp in `frame_pts` (raising `_SeekMissed` if no frame has it). Timestamps that are missing or not
+    increasing (some AVI/raw streams) are replaced by plausible increasing ones, the same way on every pass."""
     path = info.path
     with _open(path) as container:
         stream = _video_stream(container, path)
         # Slice threads only: FFmpeg's frame threads can deadlock closing the decoder after a corrupt packet.
         stream.thread_type = "SLICE"
-        index = 0
+        index: int | None = 0
         last_pts: int | None = None
+        target = None
+        if start is not None and frame_pts is not None:
+            target = frame_pts[start]
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            index, last_pts = None, frame_pts[start - 1]
+        decoded = 0
         try:
             for frame in container.decode(stream):
+                if index is None:  # after a seek: skip to the frame we want, which must have its timestamp
+                    if frame.pts is None or frame.pts < target:
+                        continue
+                    if frame.pts != target:
+                        raise _SeekMissed
+                    index = start
                 if (frame.width, frame.height) != (info.width, info.height):
                     raise UserError(
                         f"{path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
@@ -292,27 +363,28 @@ def _read_video(info: VideoInfo) -> Iterator[Frame]:
                     )
                 pts = frame.pts
                 if pts is None or (last_pts is not None and pts <= last_pts):
-                    # Missing or repeated timestamps (some AVI/raw streams): keep order, stay strictly increasing.
-                    pts = (
-                        _fallback_pts(index, info)
-                        if last_pts is None
-                        else max(_fallback_pts(index, info), last_pts + 1)
-                    )
+                    fallback = _fallback_pts(index, info)
+                    pts = fallback if last_pts is None else max(fallback, last_pts + 1)
                 last_pts = pts
-                rgb, alpha = frame_to_rgb(frame, info)
-                yield Frame(index=index, image=rgb, pts=pts, alpha=alpha)
+                yield frame, pts, index
                 index += 1
+                decoded += 1
         except av.error.FFmpegError as error:
             raise UserError(
                 f"{path}: decoding failed after {index} frames ({error}); the stream is corrupted there — "
                 "repair it (e.g. ffmpeg -i in -c copy out.mkv) or cut it before that point"
             ) from error
-    if index == 0:
+        if index is None:
+            raise _SeekMissed
+    if decoded == 0 and start in (None, 0):
         raise UserError(f"{path} has a video stream but no decodable frames; check the file")
-    if info.frames_exact and info.num_frames is not None and index < info.num_frames:
+
+
+def _check_frame_count(info: VideoInfo, decoded: int) -> None:
+    if info.frames_exact and info.num_frames is not None and decoded < info.num_frames:
         raise UserError(
-            f"{path}: the container lists {info.num_frames} frames but only {index} could be decoded; the file is "
-            "truncated or corrupted — repair it (ffmpeg -i in -c copy out.mkv) and try again"
+            f"{info.path}: the container lists {info.num_frames} frames but only {decoded} could be decoded; the "
+            "file is truncated or corrupted — repair it (ffmpeg -i in -c copy out.mkv) and try again"
         )
 
 

@@ -164,6 +164,23 @@ class BasicVSR(nn.Module):
         # Clones: a view of `lrs` would keep the whole window alive until the next call.
         return ForwardState(frames[keep - 1].clone(), feat.clone())
 
+    def warm_forward(self, lrs: torch.Tensor, state: ForwardState | None = None) -> ForwardState:
+        """Run only the forward branch over `lrs` (n, t, 3, h, w) and return its state after the last frame: the
+        warm-up of a segment that starts inside a scene. It computes exactly what `propagate` computes for the
+        forward branch of these frames, without their backward branch or their x4 outputs (the expensive parts)."""
+        t, fmt = lrs.shape[1], self.memory_format
+        frames = [lrs[:, i].contiguous(memory_format=fmt) for i in range(t)]
+        flows = self._pair_flows(lrs[:, 1:], lrs[:, :-1], t - 1, SPYNET_BATCH_BYTES) if t > 1 else None
+        feat = frames[0].new_zeros(lrs.shape[0], self.mid_channels, *lrs.shape[-2:])
+        if state is not None:
+            boundary_flow = self.spynet(frames[0], state.lr.to(lrs.dtype))
+            feat = flow_warp(state.feat.to(feat.dtype), boundary_flow.permute(0, 2, 3, 1))
+        for i in range(t):
+            if i > 0:
+                feat = flow_warp(feat, flows[:, i - 1].permute(0, 2, 3, 1))
+            feat = self.forward_resblocks(torch.cat([frames[i], feat.contiguous(memory_format=fmt)], dim=1))
+        return ForwardState(frames[-1].clone(), feat.clone())
+
     def _backward_branch(
         self, frames: list[torch.Tensor], flows_backward: torch.Tensor | None, keep: int
     ) -> list[torch.Tensor]:

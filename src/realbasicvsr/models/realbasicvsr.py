@@ -159,6 +159,14 @@ class RealBasicVSR(nn.Module):
         lookahead = cleaned[:, keep:].clone() if cleaned.shape[1] > keep else None
         return StreamState(forward, lookahead, autocast_dtype)
 
+    def warm_up(self, lq: torch.Tensor, *, autocast_dtype: torch.dtype | None = None) -> StreamState:
+        """The state after the frames `lq` (n, t, 3, h, w) as if a stream had kept them, from their forward branch
+        alone (`BasicVSR.warm_forward`): a segment starting after them continues the stream with no cold start.
+        The frames are cleaned as in `stream_window`; the backward branch and the x4 outputs are not computed."""
+        _check_input(lq)
+        forward = self.basicvsr.warm_forward(self.clean(lq))
+        return StreamState(forward, None, autocast_dtype)
+
     def forward(self, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_input(lq)
         cleaned = self.clean(lq)

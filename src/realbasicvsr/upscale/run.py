@@ -8,10 +8,6 @@ the model (on this 2-core CPU the model dominates; on a GPU the encoder would ot
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -21,12 +17,9 @@ from pathlib import Path
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.clips import IMAGE_EXTENSIONS
-from realbasicvsr.media.files import commit, commit_replacing, remove_orphans, remove_partial, temporary_path
-from realbasicvsr.media.read import MediaKind, VideoInfo, probe, read_frames
+from realbasicvsr.media.files import remove_orphans, remove_partial, temporary_path
+from realbasicvsr.media.read import MediaKind, VideoInfo, probe
 from realbasicvsr.media.write import (
-    CONTAINER_FORMATS,
-    WRITE_ERRORS,
     EncodeConfig,
     FrameWriter,
     ImageFolderWriter,
@@ -37,7 +30,18 @@ from realbasicvsr.media.write import (
 )
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
 from realbasicvsr.upscale.config import UpscaleConfig, output_size, resolve_config
+from realbasicvsr.upscale.outputs import check_paths, commit_output, output_kind
+from realbasicvsr.upscale.plan import Plan, SegmentConfig, check_cut_list, make_plan, run_identity
+from realbasicvsr.upscale.segments import processing_order, run_segment, stitch
 from realbasicvsr.upscale.windows import Upscaler
+from realbasicvsr.upscale.workers import (
+    cpu_threads_per_worker,
+    plan_once,
+    restarted_by_torchrun,
+    worker_options,
+    worker_share,
+)
+from realbasicvsr.upscale.workspace import WorkFolder
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
@@ -58,62 +62,25 @@ class UpscaleResult:
     # Which weights made the output: the name or path given, the default choice's note (`default_weights`), or
     # "the model given" when the caller passed a loaded model.
     weights: str = ""
+    # False for a worker that finished its share while others still work: the last one to finish writes `output`.
+    complete: bool = True
+    segments: int = 1
+    scenes: int = 1
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
 
     def summary(self) -> str:
+        if not self.complete:
+            return (
+                f"upscaled {self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} fps); other workers are "
+                f"still on the rest of the {self.segments} segments, and the last to finish writes {self.output}"
+            )
         return (
             f"upscaled {self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} fps) -> {self.output} "
             f"({self.width}x{self.height}, {_human_bytes(self.output_bytes)})"
         )
-
-
-def output_kind(info: VideoInfo, output: Path) -> MediaKind:
-    """'video' for a container extension, 'image' for an image extension, else 'folder' of PNG frames."""
-    suffix = output.suffix.lower()
-    if suffix in CONTAINER_FORMATS:
-        return "video"
-    if suffix in IMAGE_EXTENSIONS:
-        if info.kind != "image":
-            raise UserError(
-                f"{output} is an image name but the input has several frames; give a folder (no extension) "
-                "or a video name (.mp4, .mkv, .mov, .webm)"
-            )
-        return "image"
-    if suffix and not output.is_dir():
-        container_format(output)  # raises the 'unknown extension' error
-    return "folder"
-
-
-def check_paths(info: VideoInfo, output: Path, overwrite: bool) -> None:
-    """Refuse to touch the input or an existing output, and check the output folder is there and writable."""
-    sources = [info.path, *info.files]
-    for source in sources:
-        if output.resolve() == source.resolve():
-            raise UserError(f"the output {output} is the input; choose another output name")
-    if info.kind == "folder" and info.path.resolve() in output.resolve().parents:
-        raise UserError(f"the output {output} is inside the input folder; write it somewhere else")
-    if output.is_dir():
-        entries = list(output.iterdir())
-        if entries and not overwrite:
-            raise UserError(
-                f"folder {output} is not empty; use overwrite=True to replace its frames, or choose another",
-                option="overwrite",
-            )
-        if not _only_png_frames(output):
-            # --overwrite replaces the whole folder: never delete anything that is not a frame we could have written.
-            raise UserError(f"folder {output} holds files other than PNG frames; choose a new or empty folder")
-    elif output.exists() and not overwrite:
-        raise UserError(
-            f"{output} already exists; use overwrite=True to replace it, or choose another name", option="overwrite"
-        )
-    parent = output.resolve().parent
-    if not parent.is_dir():
-        raise UserError(f"the output folder {parent} does not exist; create it first (mkdir -p {parent})")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to the output folder {parent}; choose a writable location")
 
 
 def upscale_video(
@@ -129,6 +96,9 @@ def upscale_video(
     copy_streams: bool = True,
     progress: ProgressCallback | None = None,
     cleaning_threshold: float = 255.0,
+    segments: SegmentConfig | None = None,
+    resume: bool = False,
+    workers: tuple[int, int] | None = None,
 ) -> UpscaleResult:
     """Upscale a video, image folder or image to `output_path` (video, PNG folder or image by its extension).
 
@@ -137,14 +107,34 @@ def upscale_video(
     compact model), and `UpscaleResult.weights` says which. `options.device` / `options.dtype` "auto" are resolved
     here (`resolve_config`). `fps` sets the frame rate of a video made from images (default 25). Audio/subtitle
     streams are copied when `copy_streams`.
+
+    The input is planned first (`segments`: scene cuts, then segments; one decode of the input), then each segment
+    is upscaled into the work folder `OUTPUT.parts/`, then the pieces are stitched into the output and the work
+    folder is removed. An interrupted run keeps its finished segments there: `resume=True` continues it (and
+    refuses a work folder of another input, other settings or other weights); `overwrite=True` starts again. Under
+    torchrun or a Slurm job array the processes share the segments (`realbasicvsr.upscale.workers`); the one that
+    finishes last stitches, and the others return a result with `complete` False. `workers` = (rank, world) says
+    so explicitly ((0, 1): this process alone, as a library of videos shared file by file does).
     Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
-    options = resolve_config(options or UpscaleConfig())
+    options = resolve_config(worker_options(options or UpscaleConfig()))
     encode = encode or EncodeConfig()
+    segments = segments or SegmentConfig()
     output = Path(output_path)
     info = probe(input_path)
+    check_cut_list(segments)
     kind = output_kind(info, output)
-    check_paths(info, output, overwrite)
+    work = WorkFolder(output, output.suffix.lower() if kind != "folder" else "")
+    resume = resume or restarted_by_torchrun()
+    unfinished = work.exists()
+    if unfinished and not resume and not overwrite:
+        raise UserError(
+            f"an unfinished run of {output} is in {work.path}; resume it with resume=True, or start again with "
+            "overwrite=True",
+            option="resume",
+        )
+    if not (unfinished and resume):
+        check_paths(info, output, overwrite)
     existed_empty = output.is_dir() and not output.is_symlink()  # an empty folder (check_paths): ours to fill
     remove_orphans(output.parent, output.name)  # partial outputs of earlier runs on this target that were killed
     if kind == "video":
@@ -159,66 +149,115 @@ def upscale_video(
         # 4:2:0 needs even sizes; round a scale-derived size down to even (as ffmpeg's scale=-2 does).
         width, height = width - width % 2, height - height % 2
         options = replace(options, out_size=(width, height))
-    tmp = temporary_path(output)
+    rank, world = workers or worker_share()
     start = time.perf_counter()
     upscaler = Upscaler(model, options)
-    writer = _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams)
-    try:
-        with _cpu_threads(1 if upscaler.device.type != "cpu" else None):
-            written = _run(upscaler, info, writer, progress)
-    except BaseException:
-        writer.abort()
-        remove_partial(tmp)
-        raise
-    try:
-        _commit_output(tmp, output, overwrite, existed_empty)
-    except BaseException:
-        remove_partial(tmp)
-        raise
+    identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
+
+    def make_writer(tmp: Path) -> FrameWriter:
+        return _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams=False)
+
+    # One run holds the work folder; the workers of a distributed job share it (segment by segment, under locks).
+    with work.hold() if world == 1 else contextlib.nullcontext():
+        if world == 1 and work.exists() and not resume:  # overwrite (checked above): the old work goes
+            work.remove(keep_lock=True)
+        try:
+            plan = plan_once(
+                lambda: work.resume(identity) if resume and work.exists()
+                else work.start(make_plan(info, segments, options.overlap, identity)),
+                lambda: work.resume(identity),
+                collective=workers is None,
+            )  # fmt: skip
+            with _cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
+                written = _run(upscaler, info, plan, work, make_writer, progress, rank, world)
+            complete = all(work.is_done(s) for s in plan.segments)
+            if complete:
+                _stitch_and_commit(plan, work, kind, output, info, copy_streams, overwrite, existed_empty)
+        except BaseException:
+            if world == 1 and not work.finished_segments():
+                work.remove()  # nothing finished: nothing to resume, leave nothing behind
+            raise
     seconds = time.perf_counter() - start
     return UpscaleResult(
-        output, kind, written, seconds, width, height, _size_of(output), upscaler.fallbacks, weights=used
+        output,
+        kind,
+        written,
+        seconds,
+        width,
+        height,
+        _size_of(output) if complete else 0,
+        upscaler.fallbacks,
+        weights=used,
+        complete=complete,
+        segments=len(plan.segments),
+        scenes=len(plan.cuts) + 1,
     )
 
 
-def _commit_output(tmp: Path, output: Path, overwrite: bool, existed_empty: bool) -> None:
-    """Rename the finished output into place. Without `overwrite` nothing that appeared at `output` during the run
-    is replaced (a concurrent run on the same target, a user's file or folder): one run wins, the other fails here.
-    With it, the target is replaced, but a folder only while it holds nothing but PNG frames."""
-    try:
-        if overwrite:
-            if output.is_dir() and not output.is_symlink():
-                _check_frames_only(output)
-            commit_replacing(tmp, output)
-            return
-        if existed_empty:
-            output.rmdir()  # the empty folder check_paths accepted; fails if something was put in it since
-        commit(tmp, output, replace=False)
-    except (FileExistsError, IsADirectoryError, NotADirectoryError) as error:
-        raise _appeared(output) from error
-    except OSError as error:
-        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise _appeared(output) from error
-        raise
+def _run(
+    upscaler: Upscaler,
+    info: VideoInfo,
+    plan: Plan,
+    work: WorkFolder,
+    make_writer: Callable[[Path], FrameWriter],
+    progress: ProgressCallback | None,
+    rank: int,
+    world: int,
+) -> int:
+    """Upscale every unfinished segment this worker can take (its share first, then any other nobody holds);
+    returns the frames this worker upscaled. Progress counts the frames finished before this run too."""
+    done = work.done_frames(plan)
+    total = plan.num_frames
+    ours = 0
+
+    def on_frame() -> None:
+        nonlocal done, ours
+        done, ours = done + 1, ours + 1
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(done, total)
+    for segment in processing_order(plan.segments, rank, world):
+        if work.is_done(segment):
+            continue
+        with work.lock(f"{segment.index:05d}") as taken:
+            if not taken or work.is_done(segment):  # another process is on it, or finished it meanwhile
+                continue
+            before = ours
+            try:
+                run_segment(upscaler, info, plan, segment, work, make_writer, on_frame)
+            except BaseException:
+                done -= ours - before  # the frames of an unfinished segment do not count
+                raise
+    return ours
 
 
-def _appeared(output: Path) -> UserError:
-    return UserError(
-        f"{output} appeared while upscaling (another run or program wrote it); it was kept and this result was "
-        "discarded; use overwrite=True to replace it, or choose another name",
-        option="overwrite",
-    )
-
-
-def _only_png_frames(folder: Path) -> bool:
-    """True when `folder` holds nothing but PNG files: the only folder an overwrite may delete."""
-    return all(p.is_file() and p.suffix.lower() == ".png" for p in folder.iterdir())
-
-
-def _check_frames_only(folder: Path) -> None:
-    """Refuse to delete a folder that holds anything but PNG frames (checked again at the end: it may have changed)."""
-    if not _only_png_frames(folder):
-        raise UserError(f"folder {folder} now holds files other than PNG frames; it was kept and this result discarded")
+def _stitch_and_commit(
+    plan: Plan,
+    work: WorkFolder,
+    kind: MediaKind,
+    output: Path,
+    info: VideoInfo,
+    copy_streams: bool,
+    overwrite: bool,
+    existed_empty: bool,
+) -> None:
+    """Join the pieces into the output (under the stitch lock: one process does it) and remove the work folder."""
+    with work.lock("stitch") as taken:
+        if not taken:
+            return  # another worker is stitching
+        if not work.exists():
+            return  # another worker stitched and cleaned up already
+        tmp = temporary_path(output)
+        try:
+            fmt = container_format(output) if kind == "video" else None
+            stitch(plan, work, kind, tmp, info, fmt, copy_streams)
+            commit_output(tmp, output, overwrite, existed_empty)
+        except BaseException:
+            remove_partial(tmp)
+            raise
+    work.remove()
 
 
 def _load_model(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:
@@ -278,60 +317,6 @@ def _make_writer(
     except BaseException:
         remove_partial(tmp)
         raise
-
-
-def _run(upscaler: Upscaler, info: VideoInfo, writer: FrameWriter, progress: ProgressCallback | None) -> int:
-    """Feed frames through the model and into a writer thread; returns the number of frames written."""
-    frames_in = 0
-
-    def counted():
-        nonlocal frames_in
-        for frame in read_frames(info):
-            frames_in += 1
-            yield frame
-
-    pending: queue.Queue = queue.Queue(maxsize=8)
-    failure: list[BaseException] = []
-    finish, abort = object(), object()
-
-    def encode_loop() -> None:
-        item = None
-        try:
-            while (item := pending.get()) not in (finish, abort):
-                writer.write(item)
-            if item is finish:
-                writer.close()
-        except BaseException as error:  # handed to the main thread, which re-raises it
-            if isinstance(error, WRITE_ERRORS):
-                cause = error
-                error = UserError(f"writing the output failed: {error}; check the disk space and the encoder options")
-                error.__cause__ = cause  # raised in another thread: keep the OSError (the CLI reports a full disk)
-            failure.append(error)
-            while item not in (finish, abort):  # keep consuming so the producer never blocks
-                item = pending.get()
-
-    thread = threading.Thread(target=encode_loop, name="realbasicvsr-encoder", daemon=True)
-    thread.start()
-    done = 0
-    completed = False
-    try:
-        for frame in upscaler.upscale(counted()):
-            if failure:
-                break
-            pending.put(frame)
-            done += 1
-            if progress is not None:
-                # An estimate for containers without a frame count (e.g. MKV); the bar grows if it is short.
-                progress(done, None if info.num_frames is None else max(info.num_frames, done))
-        completed = not failure
-    finally:
-        pending.put(finish if completed else abort)
-        thread.join()
-    if failure:
-        raise failure[0]
-    if writer.frames_written != frames_in:  # pragma: no cover - a bug guard: never ship a short output silently
-        raise RuntimeError(f"wrote {writer.frames_written} frames for {frames_in} input frames")
-    return writer.frames_written
 
 
 def _size_of(path: Path) -> int:

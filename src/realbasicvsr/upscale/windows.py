@@ -54,19 +54,47 @@ class Upscaler:
         self.fallbacks = 0  # windows redone in fp32 because reduced precision gave NaN/Inf
 
     # ---------------------------------------------------------------- tensors
-    def iter_tensors(self, frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """Upscale a stream of (3, h, w) float frames; yields (3, H, W) float frames in order."""
+    def iter_tensors(
+        self, frames: Iterable[torch.Tensor], *, warmup: int = 0, lookahead: int = 0
+    ) -> Iterator[torch.Tensor]:
+        """Upscale a stream of (3, h, w) float frames; yields (3, H, W) float frames in order.
+
+        A segment of a longer scene (`realbasicvsr.upscale.segments`) passes context that is not output: the first
+        `warmup` frames only warm the forward branch up (`RealBasicVSR.warm_up`), and the last `lookahead` frames
+        are only look-ahead for the backward branch. With both 0 this is the plain stream.
+        """
         window, overlap = self.options.window, self.options.overlap
         pending: list[torch.Tensor] = []
         state: StreamState | None = None
         for frame in frames:
             pending.append(frame)
-            if len(pending) >= window + overlap:
+            if warmup and len(pending) == warmup:
+                state, pending = self._warm_up(pending), []
+                warmup = 0
+            elif not warmup and len(pending) >= window + max(overlap, lookahead):
                 state = yield from self._run_window(pending[: window + overlap], window, state)
                 pending = pending[window:]
-        while pending:
-            state = yield from self._run_window(pending[: window + overlap], min(window, len(pending)), state)
-            pending = pending[window:]
+        if warmup and pending:
+            raise ValueError(f"the stream ended within its {warmup} warm-up frames")
+        kept = len(pending) - lookahead
+        while kept > 0:
+            keep = min(window, kept)
+            state = yield from self._run_window(pending[: window + overlap], keep, state)
+            pending, kept = pending[keep:], kept - keep
+
+    def _warm_up(self, frames: list[torch.Tensor]) -> StreamState:
+        """The stream state after `frames`, from their forward branch only; redone in fp32 when reduced precision
+        overflowed (as a window is)."""
+        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
+        low = self.options.dtype != "fp32"
+        for low_precision in (True, False) if low else (False,):
+            dtype = DTYPES[self.options.dtype] if low_precision else None
+            with torch.inference_mode(), self._autocast(low_precision):
+                state = self.model.warm_up(lq, autocast_dtype=dtype)
+            if bool(torch.isfinite(state.forward.feat).all()):
+                return state
+            self.fallbacks += 1
+        return state
 
     def _run_window(
         self, frames: list[torch.Tensor], keep: int, state: StreamState | None
@@ -128,16 +156,22 @@ class Upscaler:
         return torch.autocast(self.device.type, dtype=DTYPES[self.options.dtype], enabled=enabled)
 
     # ---------------------------------------------------------------- frames
-    def upscale(self, frames: Iterable[Frame]) -> Iterator[Frame]:
-        """Upscale a stream of `Frame`s; timestamps, names and order are kept, alpha is resized."""
+    def upscale(self, frames: Iterable[Frame], *, warmup: int = 0, lookahead: int = 0) -> Iterator[Frame]:
+        """Upscale a stream of `Frame`s; timestamps, names and order are kept, alpha is resized. `warmup` and
+        `lookahead` frames of context at the ends are not output (see `iter_tensors`)."""
         queue: deque[Frame] = deque()
+        skip = warmup
 
         def tensors() -> Iterator[torch.Tensor]:
+            nonlocal skip
             for frame in frames:
-                queue.append(frame)
+                if skip:
+                    skip -= 1  # warm-up context: never output
+                else:
+                    queue.append(frame)
                 yield to_tensor(frame.image, self.device)
 
-        for hr in self.iter_tensors(tensors()):
+        for hr in self.iter_tensors(tensors(), warmup=warmup, lookahead=lookahead):
             source = queue.popleft()
             depth = 16 if source.image.dtype == np.uint16 else 8
             alpha = None
