@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"realbasicvsr.commands.{name.replace('-', '_')}")
         command_parser = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run, _flags=getattr(module, "FLAGS", {}))
+        command_parser.set_defaults(
+            _run=module.run, _flags=getattr(module, "FLAGS", {}), _kept=getattr(module, "kept_after_stop", None)
+        )
     return parser
 
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         with _terminate_as_exception():
             return int(args._run(args) or 0)
     except UserError as error:
-        full = disk_full(error, _output_of(args))
+        full = _with_kept(disk_full(error, _output_of(args)), args)
         text = full if full is not None else one_line(error, args._flags)
         print(f"{prefix}: error: {text}", file=sys.stderr)
         return 1
@@ -78,14 +80,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except Terminated as stop:
-        print(f"{prefix}: stopped by {signal.Signals(stop.signum).name}; partial output was removed", file=sys.stderr)
+        kept = args._kept(args) if args._kept else None  # e.g. upscale's finished segments, kept for --resume
+        print(f"{prefix}: stopped by {signal.Signals(stop.signum).name}; {kept or 'partial output was removed'}",
+              file=sys.stderr)  # fmt: skip
         return 128 + stop.signum
     except (OSError, RuntimeError) as error:
-        full = disk_full(error, _output_of(args))
+        full = _with_kept(disk_full(error, _output_of(args)), args)
         if full is None:
             raise  # a bug, not a situation the user can fix: the traceback is the report
         print(f"{prefix}: error: {full}", file=sys.stderr)
         return 1
+
+
+def _with_kept(message: str | None, args: argparse.Namespace) -> str | None:
+    """A full-disk message, plus what the command kept to resume from (upscale's finished segments)."""
+    kept = args._kept(args) if message is not None and args._kept else None
+    return f"{message}; {kept}" if kept else message
 
 
 def _output_of(args: argparse.Namespace) -> object:

@@ -202,6 +202,7 @@ def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
     import warnings
     from fractions import Fraction
@@ -217,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
         from realbasicvsr.commands.upscale_library import run_library
 
         return run_library(args, options, encode, weights, {"segments": segments})
-    bar, progress = progress_bar(args.quiet)
+    # Under torchrun every rank upscales, rank 0 alone draws the bar (it counts the others' finished segments).
+    rank = os.environ.get("RANK", "0")
+    bar, progress = progress_bar(args.quiet or rank != "0")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
@@ -237,12 +240,14 @@ def run(args: argparse.Namespace) -> int:
             )
     except KeyboardInterrupt:
         close_bar(bar)
-        print(f"interrupted: {_kept(args.output)}", file=sys.stderr)
+        print(f"interrupted: {kept_after_stop(args) or 'the partial output was removed'}", file=sys.stderr)
         raise
     finally:
         close_bar(bar)
     if not args.quiet:
-        print(result.summary())
+        print(result.summary() if rank == "0" else f"rank {rank}: {result.summary()}")
+        for note in result.notes:
+            print(f"note: {note}")
         if result.scenes > 1 or result.segments > 1:
             print(f"plan: {result.scenes} scene(s), {result.segments} segment(s)")
         if result.fp32_fallbacks:
@@ -250,17 +255,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kept(output: str) -> str:
-    """What an interrupted run left: finished segments to resume, or nothing."""
+def kept_after_stop(args: argparse.Namespace) -> str | None:
+    """What an interrupted run kept for --resume (its finished segments), for the line the command ends with."""
     from pathlib import Path
 
     from realbasicvsr.upscale.workspace import work_folder_of
 
-    work = work_folder_of(Path(output))
+    work = work_folder_of(Path(args.output))
     done = sum(1 for p in work.glob("*.done.json")) if work.is_dir() else 0
     if done:
         return f"{done} finished segment(s) are kept in {work}; run the same command with --resume to continue"
-    return f"the partial output was removed, {output} was not written"
+    return None
 
 
 def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:

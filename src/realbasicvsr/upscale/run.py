@@ -125,15 +125,17 @@ def upscale_video(
     check_cut_list(segments)
     kind = output_kind(info, output)
     work = WorkFolder(output, output.suffix.lower() if kind != "folder" else "")
-    resume = resume or restarted_by_torchrun()
-    unfinished = work.exists()
-    if unfinished and not resume and not overwrite:
-        raise UserError(
-            f"an unfinished run of {output} is in {work.path}; resume it with resume=True, or start again with "
-            "overwrite=True",
-            option="resume",
-        )
-    if not (unfinished and resume):
+    rank, world = workers or worker_share()
+    # A shared job (world > 1) joins the work folder its workers share (resume is implied; another input, other
+    # settings or other weights are refused); a single run needs resume=True to continue an unfinished one.
+    resume = resume or restarted_by_torchrun() or world > 1
+    if world == 1 and work.in_use():
+        raise work.busy()
+    if world == 1 and work.exists() and not resume and not overwrite:
+        raise _unfinished(output, work)
+    if world > 1 and not work.exists() and output.exists() and not overwrite:
+        return _written_by_another(output, kind, info, options)
+    if not (work.exists() and resume):
         check_paths(info, output, overwrite)
     existed_empty = output.is_dir() and not output.is_symlink()  # an empty folder (check_paths): ours to fill
     remove_orphans(output.parent, output.name)  # partial outputs of earlier runs on this target that were killed
@@ -149,7 +151,6 @@ def upscale_video(
         # 4:2:0 needs even sizes; round a scale-derived size down to even (as ffmpeg's scale=-2 does).
         width, height = width - width % 2, height - height % 2
         options = replace(options, out_size=(width, height))
-    rank, world = workers or worker_share()
     start = time.perf_counter()
     upscaler = Upscaler(model, options)
     identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
@@ -158,16 +159,16 @@ def upscale_video(
         return _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams=False)
 
     # One run holds the work folder; the workers of a distributed job share it (segment by segment, under locks).
-    with work.hold() if world == 1 else contextlib.nullcontext():
-        if world == 1 and work.exists() and not resume:  # overwrite (checked above): the old work goes
+    def make() -> Plan:
+        if work.exists() and resume:
+            return work.resume(identity)
+        if work.exists():  # a single run, overwrite (checked above): the old work goes
             work.remove(keep_lock=True)
+        return work.start(make_plan(info, segments, options.overlap, identity))
+
+    with work.hold() if world == 1 else contextlib.nullcontext():
         try:
-            plan = plan_once(
-                lambda: work.resume(identity) if resume and work.exists()
-                else work.start(make_plan(info, segments, options.overlap, identity)),
-                lambda: work.resume(identity),
-                collective=workers is None,
-            )  # fmt: skip
+            plan = plan_once(make, lambda: work.resume(identity), collective=workers is None)
             with _cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
                 written = _run(upscaler, info, plan, work, make_writer, progress, rank, world)
             complete = all(work.is_done(s) for s in plan.segments)
@@ -194,6 +195,21 @@ def upscale_video(
     )
 
 
+def _unfinished(output: Path, work: WorkFolder) -> UserError:
+    return UserError(
+        f"an unfinished run of {output} is in {work.path}; resume it with resume=True (same input, options and "
+        "weights), or start again with overwrite=True",
+        option="resume",
+    )
+
+
+def _written_by_another(output: Path, kind: MediaKind, info: VideoInfo, options: UpscaleConfig) -> UpscaleResult:
+    """A worker of a shared job that starts after the others finished everything: nothing is left to do."""
+    width, height = output_size(info.width, info.height, options)
+    note = f"{output} was already written by the other workers of this job"
+    return UpscaleResult(output, kind, 0, 0.0, width, height, _size_of(output), notes=(note,))
+
+
 def _run(
     upscaler: Upscaler,
     info: VideoInfo,
@@ -205,31 +221,33 @@ def _run(
     world: int,
 ) -> int:
     """Upscale every unfinished segment this worker can take (its share first, then any other nobody holds);
-    returns the frames this worker upscaled. Progress counts the frames finished before this run too."""
-    done = work.done_frames(plan)
+    returns the frames this worker upscaled. Progress counts every finished segment (those of earlier runs and of
+    other workers, looked up after each segment of ours) plus the frames of the segment in progress."""
     total = plan.num_frames
-    ours = 0
+    finished = work.done_frames(plan)
+    current = ours = 0
 
     def on_frame() -> None:
-        nonlocal done, ours
-        done, ours = done + 1, ours + 1
+        nonlocal current, ours
+        current, ours = current + 1, ours + 1
         if progress is not None:
-            progress(done, total)
+            progress(min(total, finished + current), total)
 
     if progress is not None:
-        progress(done, total)
+        progress(finished, total)
     for segment in processing_order(plan.segments, rank, world):
         if work.is_done(segment):
             continue
         with work.lock(f"{segment.index:05d}") as taken:
             if not taken or work.is_done(segment):  # another process is on it, or finished it meanwhile
                 continue
-            before = ours
+            current = 0
             try:
                 run_segment(upscaler, info, plan, segment, work, make_writer, on_frame)
             except BaseException:
-                done -= ours - before  # the frames of an unfinished segment do not count
+                ours -= current  # the frames of an unfinished segment do not count
                 raise
+            finished, current = work.done_frames(plan), 0
     return ours
 
 

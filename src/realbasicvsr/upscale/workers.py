@@ -93,17 +93,19 @@ def plan_once(make: Callable[[], T], load: Callable[[], T], *, collective: bool 
         dist.init_process_group("gloo", timeout=PLAN_TIMEOUT)
     rank = dist.get_rank()
     result = None
-    failed = False
+    planned = [True]
     if rank == 0:
         try:
             result = make()
         except BaseException:
-            failed = True
-            dist.barrier()  # release the others: they find no plan and stop with one line
+            planned = [False]
+            dist.broadcast_object_list(planned, src=0)  # release the others: they stop with one line
+            dist.destroy_process_group()
             raise
-    dist.barrier()
-    if failed:  # pragma: no cover - unreachable: rank 0 raised above
-        raise RuntimeError("planning failed")
+    dist.broadcast_object_list(planned, src=0)
+    dist.destroy_process_group()  # the one exchange is done: the rest is files and locks
+    if not planned[0]:
+        raise UserError("rank 0 could not plan this run (its message says why); fix that and start the job again")
     return result if rank == 0 else load()
 
 

@@ -122,6 +122,13 @@ class WorkFolder:
         finally:
             os.close(fd)
 
+    def in_use(self) -> bool:
+        """True while a single run holds this folder (`hold`)."""
+        if not self.path.is_dir():
+            return False
+        with self.lock("run") as taken:
+            return not taken
+
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """The whole folder for this process (a single run): a second run on the same output fails at once with one
@@ -129,11 +136,14 @@ class WorkFolder:
         self.path.mkdir(exist_ok=True)
         with self.lock("run") as taken:
             if not taken:
-                raise UserError(
-                    f"another run is writing {self.output} right now (it holds {self.path}); wait for it to finish, "
-                    "or write to another name"
-                )
+                raise self.busy()
             yield
+
+    def busy(self) -> UserError:
+        return UserError(
+            f"another run is writing {self.output} right now (it holds {self.path}); wait for it to finish, or write "
+            "to another name"
+        )
 
     # ------------------------------------------------------------------ cleanup
     def finished_segments(self) -> int:
