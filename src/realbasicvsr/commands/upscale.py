@@ -40,6 +40,7 @@ FLAGS = {
     "scene_sensitivity": "--scene-sensitivity",
     "segment_frames": "--segment-frames",
     "warmup": "--warmup",
+    "batch": "--batch",
     "container": "--container",
 }
 
@@ -124,6 +125,12 @@ def _add_long_videos(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_SEGMENT_FRAMES,
         help=f"frames per segment of a long scene: the unit of resume and sharing (default {DEFAULT_SEGMENT_FRAMES})",
+    )
+    group.add_argument(
+        "--batch",
+        type=int,
+        help="segments of one video run side by side in one batch (default: 1 on CPU; on CUDA up to 8 for small "
+        "frames, where one stream leaves the GPU idle)",
     )
     group.add_argument(
         "--warmup",
@@ -212,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     from realbasicvsr.upscale.run import upscale_video
 
     options, encode = _configs(args)  # before the weights: a bad setting is reported at once
-    segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup)
+    segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup, args.batch)
     weights = args.weights if args.weights is not None else _default_weights()
     if is_video_library(args.input) or args.container is not None:  # a folder of videos: each one into OUT_DIR
         from realbasicvsr.commands.upscale_library import run_library

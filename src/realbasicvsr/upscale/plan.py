@@ -33,6 +33,11 @@ MANIFEST_VERSION = 1
 # seconds, and the warm-up costs ~2 % extra. Chosen by measurement (benchmarks/bench_segments.py): see docs.
 DEFAULT_SEGMENT_FRAMES = 600
 DEFAULT_WARMUP = 12
+MAX_BATCH = 64
+# On CUDA the model is latency-bound on small frames (an H200 runs one 320x180 stream at ~100 frames/s, far from
+# its peak), so several segments share a batch until about this many LR pixels per step; on a CPU, which is
+# compute-bound, batching only adds memory.
+CUDA_BATCH_PIXELS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,11 @@ class SegmentConfig:
     scene_sensitivity: float | None = None  # None: the detector's default
     segment_frames: int = DEFAULT_SEGMENT_FRAMES
     warmup: int = DEFAULT_WARMUP
+    batch: int | None = None  # segments run side by side in one batch; None: `auto_batch`
 
     def __post_init__(self) -> None:
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise ConfigError(f"batch must be 1 to {MAX_BATCH} segments, got {self.batch}", option="batch")
         if self.segment_frames < 1:
             raise ConfigError(f"segment_frames must be at least 1, got {self.segment_frames}", option="segment_frames")
         if self.warmup < 0:
@@ -187,6 +195,15 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         digest.update(f"{name}\0{value.dtype}\0{tuple(value.shape)}\0".encode())
         digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
+
+
+def auto_batch(config: SegmentConfig, device: str, width: int, height: int) -> int:
+    """The batch a run uses: the one given, else 1 on a CPU and up to 8 small-frame segments on CUDA."""
+    if config.batch is not None:
+        return config.batch
+    if not device.startswith("cuda"):
+        return 1
+    return max(1, min(8, CUDA_BATCH_PIXELS // max(1, width * height)))
 
 
 def check_cut_list(config: SegmentConfig) -> None:

@@ -31,8 +31,8 @@ from realbasicvsr.media.write import (
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
 from realbasicvsr.upscale.config import UpscaleConfig, output_size, resolve_config
 from realbasicvsr.upscale.outputs import check_paths, commit_output, output_kind
-from realbasicvsr.upscale.plan import Plan, SegmentConfig, check_cut_list, make_plan, run_identity
-from realbasicvsr.upscale.segments import processing_order, run_segment, stitch
+from realbasicvsr.upscale.plan import Plan, SegmentConfig, auto_batch, check_cut_list, make_plan, run_identity
+from realbasicvsr.upscale.segments import batch_groups, processing_order, run_segments, stitch
 from realbasicvsr.upscale.windows import Upscaler
 from realbasicvsr.upscale.workers import (
     cpu_threads_per_worker,
@@ -152,6 +152,7 @@ def upscale_video(
         width, height = width - width % 2, height - height % 2
         options = replace(options, out_size=(width, height))
     start = time.perf_counter()
+    segments = replace(segments, batch=auto_batch(segments, options.device, info.width, info.height))
     upscaler = Upscaler(model, options)
     identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
 
@@ -170,7 +171,7 @@ def upscale_video(
         try:
             plan = plan_once(make, lambda: work.resume(identity), collective=workers is None)
             with _cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
-                written = _run(upscaler, info, plan, work, make_writer, progress, rank, world)
+                written = _run(upscaler, info, plan, work, make_writer, progress, rank, world, segments.batch or 1)
             complete = all(work.is_done(s) for s in plan.segments)
             if complete:
                 _stitch_and_commit(plan, work, kind, output, info, copy_streams, overwrite, existed_empty)
@@ -219,33 +220,36 @@ def _run(
     progress: ProgressCallback | None,
     rank: int,
     world: int,
+    batch: int = 1,
 ) -> int:
-    """Upscale every unfinished segment this worker can take (its share first, then any other nobody holds);
-    returns the frames this worker upscaled. Progress counts every finished segment (those of earlier runs and of
-    other workers, looked up after each segment of ours) plus the frames of the segment in progress."""
+    """Upscale every unfinished segment this worker can take (its share first, then any other nobody holds), up to
+    `batch` of one shape side by side; returns the frames this worker upscaled. Progress counts every finished
+    segment (of earlier runs and of other workers, looked up after each group of ours) plus those in progress."""
     total = plan.num_frames
     finished = work.done_frames(plan)
     current = ours = 0
 
     def on_frame() -> None:
         nonlocal current, ours
-        current, ours = current + 1, ours + 1
+        current, ours = current + width, ours + width
         if progress is not None:
             progress(min(total, finished + current), total)
 
     if progress is not None:
         progress(finished, total)
-    for segment in processing_order(plan.segments, rank, world):
-        if work.is_done(segment):
-            continue
-        with work.lock(f"{segment.index:05d}") as taken:
-            if not taken or work.is_done(segment):  # another process is on it, or finished it meanwhile
+    width = 1
+    unfinished = [s for s in processing_order(plan.segments, rank, world) if not work.is_done(s)]
+    for candidates in batch_groups(unfinished, batch):
+        with contextlib.ExitStack() as locks:
+            # Each segment under its lock; skip those another process is on or finished meanwhile.
+            group = [s for s in candidates if locks.enter_context(work.lock(f"{s.index:05d}")) and not work.is_done(s)]
+            if not group:
                 continue
-            current = 0
+            current, width = 0, len(group)
             try:
-                run_segment(upscaler, info, plan, segment, work, make_writer, on_frame)
+                run_segments(upscaler, info, plan, group, work, make_writer, on_frame)
             except BaseException:
-                ours -= current  # the frames of an unfinished segment do not count
+                ours -= current  # the frames of unfinished segments do not count
                 raise
             finished, current = work.done_frames(plan), 0
     return ours

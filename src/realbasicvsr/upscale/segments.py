@@ -25,30 +25,71 @@ from realbasicvsr.upscale.windows import Upscaler
 from realbasicvsr.upscale.workspace import WorkFolder
 
 
-def run_segment(
+def run_segments(
     upscaler: Upscaler,
     info: VideoInfo,
     plan: Plan,
-    segment: Segment,
+    group: list[Segment],
     work: WorkFolder,
     make_writer: Callable[[Path], FrameWriter],
     on_frame: Callable[[], None] | None = None,
 ) -> None:
-    """Upscale one segment into its piece and mark it finished (the piece is durable before its marker)."""
-    tmp = temporary_path(work.piece(segment))
-    frames = read_frames(info, segment.read_from, segment.read_to, plan.frame_pts)
-    outputs = upscaler.upscale(
-        frames, warmup=segment.start - segment.read_from, lookahead=segment.read_to - segment.stop
+    """Upscale segments of one shape (`shape`) side by side in one batch, each into its piece, and mark each
+    finished (a piece is durable before its marker). A group of one is the plain case."""
+    first = group[0]
+    if any(shape(s) != shape(first) for s in group):
+        raise ValueError("segments run side by side must have the same warm-up, length and look-ahead")
+    tmps = [temporary_path(work.piece(s)) for s in group]
+    streams = [read_frames(info, s.read_from, s.read_to, plan.frame_pts) for s in group]
+    outputs = upscaler.upscale_side_by_side(
+        streams, warmup=first.start - first.read_from, lookahead=first.read_to - first.stop
     )
-    writer = make_writer(tmp)
+    writers: list[FrameWriter] = []
+    streaming = False  # from then on, write_stream aborts the writers itself on a failure
     try:
-        written = write_stream(outputs, writer, on_frame)
-        if written != segment.frames:  # pragma: no cover - a bug guard: never ship a short output silently
-            raise RuntimeError(f"segment {segment.index} wrote {written} frames, the plan has {segment.frames}")
-        work.finish(segment, tmp)
+        writers.extend(make_writer(tmp) for tmp in tmps)
+        streaming = True
+        written = write_stream(outputs, _SideBySide(writers), on_frame)
+        if written != first.frames:  # pragma: no cover - a bug guard: never ship a short output silently
+            raise RuntimeError(f"segment {first.index} wrote {written} frames, the plan has {first.frames}")
+        for segment, tmp in zip(group, tmps, strict=True):
+            work.finish(segment, tmp)
     except BaseException:
-        remove_partial(tmp)
+        if not streaming:
+            for writer in writers:
+                writer.abort()
+        for tmp in tmps:
+            remove_partial(tmp)
         raise
+
+
+def shape(segment: Segment) -> tuple[int, int, int]:
+    """(warm-up, output frames, look-ahead): segments of one shape can run side by side in one batch."""
+    return segment.start - segment.read_from, segment.frames, segment.read_to - segment.stop
+
+
+class _SideBySide:
+    """One `FrameWriter` face on the writers of segments run side by side: writes the i-th frame of each list to
+    the i-th writer."""
+
+    def __init__(self, writers: list[FrameWriter]) -> None:
+        self.writers = writers
+
+    @property
+    def frames_written(self) -> int:
+        return min(w.frames_written for w in self.writers)
+
+    def write(self, frames: list[Frame]) -> None:
+        for writer, frame in zip(self.writers, frames, strict=True):
+            writer.write(frame)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
 
 
 def write_stream(frames: Iterable[Frame], writer: FrameWriter, on_frame: Callable[[], None] | None = None) -> int:
@@ -120,6 +161,17 @@ def stitch(plan: Plan, work: WorkFolder, kind: MediaKind, target: Path, info: Vi
             "or changed: use --overwrite to start the run again"
         )
     return count
+
+
+def batch_groups(segments: list[Segment], size: int) -> Iterator[list[Segment]]:
+    """`segments` (in processing order) in groups of up to `size` of one shape, each group led by the next segment
+    in order, so that a worker still works roughly front to back."""
+    pending = list(segments)
+    while pending:
+        lead = pending.pop(0)
+        group = [lead, *[s for s in pending if shape(s) == shape(lead)][: size - 1]]
+        pending = [s for s in pending if s not in group]
+        yield group
 
 
 def processing_order(segments: list[Segment], rank: int, world: int) -> Iterator[Segment]:

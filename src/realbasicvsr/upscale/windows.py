@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -63,6 +63,15 @@ class Upscaler:
         `warmup` frames only warm the forward branch up (`RealBasicVSR.warm_up`), and the last `lookahead` frames
         are only look-ahead for the backward branch. With both 0 this is the plain stream.
         """
+        batches = self.iter_batches((f.unsqueeze(0) for f in frames), warmup=warmup, lookahead=lookahead)
+        return (hr[0] for hr in batches)
+
+    def iter_batches(
+        self, frames: Iterable[torch.Tensor], *, warmup: int = 0, lookahead: int = 0
+    ) -> Iterator[torch.Tensor]:
+        """`iter_tensors` for n streams side by side: (n, 3, h, w) in, (n, 3, H, W) out, one time step at a time.
+        The streams share the windows and the model's batch (a GPU that is latency-bound on one small stream runs
+        several at the cost of one); each stream's values are what it gets alone, up to float rounding."""
         window, overlap = self.options.window, self.options.overlap
         pending: list[torch.Tensor] = []
         state: StreamState | None = None
@@ -85,7 +94,7 @@ class Upscaler:
     def _warm_up(self, frames: list[torch.Tensor]) -> StreamState:
         """The stream state after `frames`, from their forward branch only; redone in fp32 when reduced precision
         overflowed (as a window is)."""
-        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
+        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
         low = self.options.dtype != "fp32"
         for low_precision in (True, False) if low else (False,):
             dtype = DTYPES[self.options.dtype] if low_precision else None
@@ -101,7 +110,7 @@ class Upscaler:
     ) -> Generator[torch.Tensor, None, StreamState]:
         """Yield the outputs of the first `keep` of `frames`, return the state after them. Redoes the window in
         fp32 from the first non-finite frame on when reduced precision overflowed."""
-        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames]).unsqueeze(0)
+        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
         low = self.options.dtype != "fp32"
         outputs = self._window_outputs(lq, keep, state, low)
         done = 0
@@ -126,8 +135,8 @@ class Upscaler:
     def _window_outputs(
         self, lq: torch.Tensor, keep: int, state: StreamState | None, low_precision: bool
     ) -> Generator[torch.Tensor, None, StreamState]:
-        """The model's `stream_window` on `lq` (1, t, 3, h, w), each step run in inference mode at this window's
-        precision, its outputs (3, H, W) resized to the output size; returns the model's end state.
+        """The model's `stream_window` on `lq` (n, t, 3, h, w), each step run in inference mode at this window's
+        precision, its outputs (n, 3, H, W) resized to the output size; returns the model's end state.
 
         The autocast context is entered around each compute step and never held across a `yield`, so a consumer
         (or an abandoned generator after a fp32 fallback) never runs under this window's precision.
@@ -150,7 +159,7 @@ class Upscaler:
                         return end.value
                 if (hr.shape[-1], hr.shape[-2]) != size:
                     hr = resize(hr.float(), size)
-            yield hr[0]
+            yield hr
 
     def _autocast(self, enabled: bool) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=DTYPES[self.options.dtype], enabled=enabled)
@@ -159,27 +168,37 @@ class Upscaler:
     def upscale(self, frames: Iterable[Frame], *, warmup: int = 0, lookahead: int = 0) -> Iterator[Frame]:
         """Upscale a stream of `Frame`s; timestamps, names and order are kept, alpha is resized. `warmup` and
         `lookahead` frames of context at the ends are not output (see `iter_tensors`)."""
-        queue: deque[Frame] = deque()
+        for (frame,) in self.upscale_side_by_side([frames], warmup=warmup, lookahead=lookahead):
+            yield frame
+
+    def upscale_side_by_side(
+        self, streams: Sequence[Iterable[Frame]], *, warmup: int = 0, lookahead: int = 0
+    ) -> Iterator[list[Frame]]:
+        """`upscale` for several streams of equal length and frame size in one batch (`iter_batches`): yields one
+        list with the next frame of each stream."""
+        queue: deque[list[Frame]] = deque()
         skip = warmup
 
-        def tensors() -> Iterator[torch.Tensor]:
+        def batches() -> Iterator[torch.Tensor]:
             nonlocal skip
-            for frame in frames:
+            for step in zip(*streams, strict=True):
                 if skip:
                     skip -= 1  # warm-up context: never output
                 else:
-                    queue.append(frame)
-                yield to_tensor(frame.image, self.device)
+                    queue.append(list(step))
+                yield torch.stack([to_tensor(frame.image, self.device) for frame in step])
 
-        for hr in self.iter_tensors(tensors(), warmup=warmup, lookahead=lookahead):
-            source = queue.popleft()
-            depth = 16 if source.image.dtype == np.uint16 else 8
-            alpha = None
-            if source.alpha is not None:
-                alpha = to_image(
-                    resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
-                )[..., 0]
-            yield replace(source, image=to_image(hr, depth), alpha=alpha)
+        for hr in self.iter_batches(batches(), warmup=warmup, lookahead=lookahead):
+            yield [self._finish(source, out) for source, out in zip(queue.popleft(), hr, strict=True)]
+
+    def _finish(self, source: Frame, hr: torch.Tensor) -> Frame:
+        depth = 16 if source.image.dtype == np.uint16 else 8
+        alpha = None
+        if source.alpha is not None:
+            alpha = to_image(
+                resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
+            )[..., 0]
+        return replace(source, image=to_image(hr, depth), alpha=alpha)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
