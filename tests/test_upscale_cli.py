@@ -192,7 +192,7 @@ def test_library_errors_name_settings_and_the_command_adds_flags(tmp_path, weigh
     assert caught.value.option == "dtype" and "--" not in str(caught.value)
     assert not (tmp_path / "new.mp4").exists()
     err = error_of(capsys, source, out, "--weights", weights)
-    assert "use overwrite=True" in err and err.endswith("(set with --overwrite)")
+    assert "use --overwrite to replace it" in err and "overwrite=True" not in err and "(set with" not in err
     assert error_of(capsys, source, out, "--weights", weights, "--window", 0).endswith("(set with --window)")
     assert error_of(capsys, source, out, "--weights", weights, "--device", "tpu").endswith("(set with --device)")
 

@@ -41,7 +41,10 @@ def brief(value: Any, limit: int = 80) -> str:
 
 
 def one_line(error: UserError, flags: dict[str, str]) -> str:
-    """The error as one line, naming the flag that sets `error.option` when this command has one."""
+    """The error as one line in the command's words: a setting named as `name=True` becomes its flag, and the flag
+    that sets `error.option` is named when the text does not name it already."""
     text = " ".join(str(error).split())
+    for option, flag in flags.items():
+        text = text.replace(f"{option}=True", flag)
     flag = flags.get(error.option) if error.option else None
-    return f"{text} (set with {flag})" if flag else text
+    return f"{text} (set with {flag})" if flag and flag not in text else text

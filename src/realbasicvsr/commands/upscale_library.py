@@ -88,8 +88,8 @@ def run_library(
     except KeyboardInterrupt:
         close_bar(bar)
         print(
-            f"interrupted: the video in progress was removed; finished ones in {args.output} are kept and skipped "
-            "when the same command runs again",
+            f"interrupted: finished videos in {args.output} are kept, and so are the finished segments of the one "
+            "in progress; the same command skips the former and resumes the latter",
             file=sys.stderr,
         )
         raise

@@ -36,6 +36,7 @@ from realbasicvsr.upscale.segments import batch_groups, processing_order, run_se
 from realbasicvsr.upscale.windows import Upscaler
 from realbasicvsr.upscale.workers import (
     cpu_threads_per_worker,
+    in_slurm_array,
     plan_once,
     restarted_by_torchrun,
     worker_options,
@@ -129,6 +130,12 @@ def upscale_video(
     # A shared job (world > 1) joins the work folder its workers share (resume is implied; another input, other
     # settings or other weights are refused); a single run needs resume=True to continue an unfinished one.
     resume = resume or restarted_by_torchrun() or world > 1
+    if overwrite and world > 1 and in_slurm_array():
+        raise UserError(
+            f"overwrite is not for a Slurm job array: a task that starts after the others finished would do the "
+            f"whole video again; delete {output} before submitting the job instead",
+            option="overwrite",
+        )
     if world == 1 and work.in_use():
         raise work.busy()
     if world == 1 and work.exists() and not resume and not overwrite:
@@ -138,7 +145,8 @@ def upscale_video(
     if not (work.exists() and resume):
         check_paths(info, output, overwrite)
     existed_empty = output.is_dir() and not output.is_symlink()  # an empty folder (check_paths): ours to fill
-    remove_orphans(output.parent, output.name)  # partial outputs of earlier runs on this target that were killed
+    if world == 1:  # partial outputs of earlier runs on this target that were killed (a shared job's stitcher may be
+        remove_orphans(output.parent, output.name)  # on another machine, where a process id means nothing)
     if kind == "video":
         check_codec(encode, container_format(output), output, info.bit_depth)
     if model is None:
@@ -162,14 +170,14 @@ def upscale_video(
     # One run holds the work folder; the workers of a distributed job share it (segment by segment, under locks).
     def make() -> Plan:
         if work.exists() and resume:
-            return work.resume(identity)
+            return work.resume(identity, clean=world == 1)
         if work.exists():  # a single run, overwrite (checked above): the old work goes
             work.remove(keep_lock=True)
-        return work.start(make_plan(info, segments, options.overlap, identity))
+        return work.start(make_plan(info, segments, options.overlap, identity), clean=world == 1)
 
     with work.hold() if world == 1 else contextlib.nullcontext():
         try:
-            plan = plan_once(make, lambda: work.resume(identity), collective=workers is None)
+            plan = plan_once(make, lambda: work.resume(identity, clean=False), collective=workers is None)
             with _cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
                 written = _run(upscaler, info, plan, work, make_writer, progress, rank, world, segments.batch or 1)
             complete = all(work.is_done(s) for s in plan.segments)
@@ -265,21 +273,25 @@ def _stitch_and_commit(
     overwrite: bool,
     existed_empty: bool,
 ) -> None:
-    """Join the pieces into the output (under the stitch lock: one process does it) and remove the work folder."""
-    with work.lock("stitch") as taken:
-        if not taken:
-            return  # another worker is stitching
-        if not work.exists():
-            return  # another worker stitched and cleaned up already
-        tmp = temporary_path(output)
-        try:
-            fmt = container_format(output) if kind == "video" else None
-            stitch(plan, work, kind, tmp, info, fmt, copy_streams)
-            commit_output(tmp, output, overwrite, existed_empty)
-        except BaseException:
-            remove_partial(tmp)
+    """Join the pieces into the output and remove the work folder, under the stitch lock: of workers that finish
+    together one stitches, the others wait for it and find the work done."""
+    try:
+        with work.lock("stitch", wait=True):
+            if not work.exists():
+                return  # another worker stitched and cleaned up meanwhile
+            tmp = temporary_path(output)
+            try:
+                fmt = container_format(output) if kind == "video" else None
+                stitch(plan, work, kind, tmp, info, fmt, copy_streams)
+                commit_output(tmp, output, overwrite, existed_empty)
+            except BaseException:
+                remove_partial(tmp)
+                raise
+            work.remove(finished=True)
+    except FileNotFoundError:
+        if work.path.exists():
             raise
-    work.remove()
+        # the folder went before this worker could lock it: another worker stitched
 
 
 def _load_model(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:

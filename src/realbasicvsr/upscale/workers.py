@@ -69,6 +69,11 @@ def worker_device(device: str, environ: Mapping[str, str] | None = None) -> str:
     return f"cuda:{local}" if 0 <= local < torch.cuda.device_count() else device
 
 
+def in_slurm_array(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env
+
+
 def under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
     """True in a process that torchrun started (it sets TORCHELASTIC_RUN_ID, and MASTER_ADDR for the rendezvous)."""
     env = os.environ if environ is None else environ

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.files import commit, remove_orphans, remove_partial, temporary_path, write_text_atomic
+from realbasicvsr.media.files import (
+    PARTIAL_MARK,
+    commit,
+    remove_orphans,
+    remove_partial,
+    temporary_path,
+    write_text_atomic,
+)
 from realbasicvsr.upscale.plan import Plan, Segment, check_same_run
 
 WORK_SUFFIX = ".parts"
@@ -54,7 +61,7 @@ class WorkFolder:
         return self.path / f"{segment.index:05d}.done.json"
 
     # ------------------------------------------------------------------ the plan
-    def start(self, plan: Plan) -> Plan:
+    def start(self, plan: Plan, *, clean: bool = True) -> Plan:
         """Write the plan as this run's manifest, or, when another process wrote one first, check it is the same
         run and return the saved plan (the first writer wins; it is never replaced)."""
         self.path.mkdir(exist_ok=True)
@@ -65,20 +72,23 @@ class WorkFolder:
             return plan
         except FileExistsError:
             remove_partial(tmp)
-            return self.resume(plan.identity)
+            return self.resume(plan.identity, clean=clean)
         except BaseException:
             remove_partial(tmp)
             raise
 
-    def resume(self, identity: dict[str, Any] | None = None) -> Plan:
-        """The saved plan; with `identity`, checked to be the same run (input, settings, weights) first."""
+    def resume(self, identity: dict[str, Any] | None = None, *, clean: bool = True) -> Plan:
+        """The saved plan; with `identity`, checked to be the same run (input, settings, weights) first. `clean`
+        removes temporary files of dead processes (not in a job shared among machines: a process id says nothing
+        about another machine's processes)."""
         try:
             saved = Plan.from_json(self.manifest.read_text(encoding="utf-8"), self.manifest)
         except FileNotFoundError as error:
             raise UserError(f"{self.path} has no manifest; use --overwrite to start the run again") from error
         if identity is not None:
             check_same_run(saved.identity, identity, self.manifest)
-        remove_orphans(self.path)  # pieces and markers of processes that were killed mid-write
+        if clean:
+            remove_orphans(self.path)  # pieces and markers of processes that were killed mid-write
         return saved
 
     # ------------------------------------------------------------------ segments
@@ -103,13 +113,14 @@ class WorkFolder:
         return sum(s.frames for s in plan.segments if self.is_done(s))
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[bool]:
-        """An exclusive lock of `name` in this folder: yields True when taken, False when another process has it."""
+    def lock(self, name: str, *, wait: bool = False) -> Iterator[bool]:
+        """An exclusive lock of `name` in this folder: yields True when taken, False when another process has it
+        (with `wait`, waits for it instead)."""
         path = self.path / f"{name}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
                 if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     yield False
@@ -152,14 +163,17 @@ class WorkFolder:
             return 0
         return sum(1 for entry in self.path.iterdir() if entry.name.endswith(".done.json"))
 
-    def remove(self, *, keep_lock: bool = False) -> None:
+    def remove(self, *, keep_lock: bool = False, finished: bool = False) -> None:
         """Delete the folder after a finished run (or on --overwrite): only what is ours; anything else is kept,
-        and so is the folder then. `keep_lock` keeps the run lock (and the folder) of the run that holds it."""
+        and so is the folder then. `keep_lock` keeps the run lock (and the folder) of the run that holds it.
+        `finished` (the output is written, every segment was done) also removes every temporary file left in it:
+        whoever wrote one is no longer working on this run, even on another machine."""
         if not self.path.is_dir():
             return
         remove_orphans(self.path)
         for entry in self.path.iterdir():
-            if _OURS.fullmatch(entry.name) and not (keep_lock and entry.name == "run.lock"):
+            ours = _OURS.fullmatch(entry.name) or (finished and PARTIAL_MARK in entry.name and entry.name[0] == ".")
+            if ours and not (keep_lock and entry.name == "run.lock"):
                 remove_partial(entry)
         if not keep_lock:
             with contextlib.suppress(OSError):
