@@ -229,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
     # Under torchrun every rank upscales, rank 0 alone draws the bar (it counts the others' finished segments).
     rank = os.environ.get("RANK", "0")
     bar, progress = progress_bar(args.quiet or rank != "0")
+    on_plan = None if bar is None else planning_progress(bar)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
@@ -245,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 segments=segments,
                 resume=args.resume,
+                on_plan=on_plan,
             )
     except KeyboardInterrupt:
         close_bar(bar)
@@ -312,20 +314,24 @@ def _default_weights() -> Path:
     return choice.path
 
 
-def progress_bar(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], None] | None]:
-    """(a tqdm bar or None, the progress callback of `upscale_video`)."""
+def progress_bar(quiet: bool, desc: str = "upscaling") -> tuple[tqdm | None, Callable[[int, int | None], None] | None]:
+    """(a tqdm bar or None, the progress callback of `upscale_video`). The bar shows once it is told something
+    (an error before that stays one line)."""
     if quiet:
         return None, None
     import sys
 
     from tqdm import tqdm
 
-    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc="upscaling")
+    bar = tqdm(unit="frame", dynamic_ncols=True, file=sys.stderr, desc=desc, delay=0.01)
 
     started = False
 
     def progress(done: int, total: int | None) -> None:
         nonlocal started
+        if not started and bar.desc.startswith("planning"):  # the same bar, from the planning pass on
+            bar.reset(total)
+            bar.set_description(desc, refresh=False)
         if total is not None and bar.total != total:
             bar.total = total
         if not started and done:  # a resumed run: the frames done before do not count in the rate or the ETA
@@ -335,6 +341,17 @@ def progress_bar(quiet: bool) -> tuple[tqdm | None, Callable[[int, int | None], 
         bar.update(done - bar.n)
 
     return bar, progress
+
+
+def planning_progress(bar: tqdm) -> Callable[[int, int | None], None]:
+    """The `on_plan` callback of `upscale_video`: the bar counts the planning pass first (one quick decode)."""
+
+    def on_plan(done: int, total: int | None) -> None:
+        bar.set_description("planning", refresh=False)
+        bar.total = total if total is not None and total >= done else None
+        bar.update(done - bar.n)
+
+    return on_plan
 
 
 def close_bar(bar: tqdm | None) -> None:

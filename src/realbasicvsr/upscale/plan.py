@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from itertools import pairwise
@@ -214,9 +215,17 @@ def check_cut_list(config: SegmentConfig) -> None:
         read_cut_list(config.scenes, 1 << 62)
 
 
-def make_plan(info: VideoInfo, config: SegmentConfig, lookahead: int, identity: dict[str, Any]) -> Plan:
+def make_plan(
+    info: VideoInfo,
+    config: SegmentConfig,
+    lookahead: int,
+    identity: dict[str, Any],
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Plan:
     """Decode the input once (small thumbnails, `realbasicvsr.media.read.scan`): every frame's timestamp, the exact
-    frame count (what decodes, not what the container claims) and the scene cuts; then the segments."""
+    frame count (what decodes, not what the container claims) and the scene cuts; then the segments. `progress`
+    is told (frames scanned, the container's frame count) as it goes: about 5 ms per 720p frame on a 2-vCPU EPYC,
+    minutes for a film."""
     from realbasicvsr.media.read import scan
     from realbasicvsr.upscale import scenes
 
@@ -230,6 +239,8 @@ def make_plan(info: VideoInfo, config: SegmentConfig, lookahead: int, identity: 
         frame_pts.append(pts)
         if detector is not None:
             detector.push(thumb)
+        if progress is not None and len(frame_pts) % 25 == 0:
+            progress(len(frame_pts), info.num_frames)
     if detector is not None:
         cuts = detector.finish()
     elif config.scenes == "off":

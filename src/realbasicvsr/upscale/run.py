@@ -100,6 +100,7 @@ def upscale_video(
     segments: SegmentConfig | None = None,
     resume: bool = False,
     workers: tuple[int, int] | None = None,
+    on_plan: ProgressCallback | None = None,
 ) -> UpscaleResult:
     """Upscale a video, image folder or image to `output_path` (video, PNG folder or image by its extension).
 
@@ -115,7 +116,8 @@ def upscale_video(
     refuses a work folder of another input, other settings or other weights); `overwrite=True` starts again. Under
     torchrun or a Slurm job array the processes share the segments (`realbasicvsr.upscale.workers`); the one that
     finishes last stitches, and the others return a result with `complete` False. `workers` = (rank, world) says
-    so explicitly ((0, 1): this process alone, as a library of videos shared file by file does).
+    so explicitly ((0, 1): this process alone, as a library of videos shared file by file does). `on_plan` is
+    told (frames, estimated total) while the input is planned.
     Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
     options = resolve_config(worker_options(options or UpscaleConfig()))
@@ -173,7 +175,7 @@ def upscale_video(
             return work.resume(identity, clean=world == 1)
         if work.exists():  # a single run, overwrite (checked above): the old work goes
             work.remove(keep_lock=True)
-        return work.start(make_plan(info, segments, options.overlap, identity), clean=world == 1)
+        return work.start(make_plan(info, segments, options.overlap, identity, on_plan), clean=world == 1)
 
     with work.hold() if world == 1 else contextlib.nullcontext():
         try:
