@@ -99,7 +99,7 @@ def test_prepare_cuts_every_visible_frame(tricky, tmp_path):
 
 def test_evaluate_reads_the_tricky_folder_in_order(tricky):
     pytest.importorskip("scipy")
-    from realbasicvsr.metrics.evaluate import discover_clips, iter_frames
+    from realbasicvsr.metrics.clip_frames import discover_clips, iter_frames
 
     for root in (tricky.parent, tricky):  # a folder of clip folders, or the clip folder itself
         (clip,) = discover_clips(root)

@@ -112,7 +112,15 @@ def run(args: argparse.Namespace) -> int:
         f"protocol: {config.convert_to} channel, crop border {config.crop_border}, "
         f"frames {'all' if frames is None else ','.join(map(str, frames))}, upscale x{config.upscale}"
     )
+    if evaluation.scored_nothing:  # exit 1: nothing was measured, and a report of empty cells would hide that
+        print("\n".join(evaluation.skip_summary()))
+        raise UserError(
+            f"nothing could be scored: no frame fits {', '.join(config.metrics)} (the lines above say why); no "
+            "report was written; score larger frames, or choose metrics that fit them with --metrics"
+        )
     print(evaluation.table())
+    if evaluation.skipped:  # the run went on without them; say so under the table (exit 0: the rest was scored)
+        print("\n".join(evaluation.skip_summary()))
     if args.json:
         evaluation.write_json(args.json)
     if args.csv:

@@ -4,6 +4,10 @@ A prediction (and its ground truth) is anything `media.clips.find_clips` finds: 
 video files (like VideoLQ), a folder of images (one clip) or one video file. Frames are decoded one at a time
 and scored in this process or in a pool of worker processes, a few frames in flight at most, so memory stays
 at a few frames even for all 4771 frames of VideoLQ.
+
+A frame too small for a metric (NIQE needs two 96x96 blocks after the border crop, BRISQUE 8x8, NRQM 64x64,
+SSIM 11x11), or on which a metric comes out undefined (NaN: BRISQUE of a few pixels), is skipped for that
+metric only: the run goes on, and `Evaluation.skipped` / `skip_summary()` say which clips lost which metric, and why.
 """
 
 from __future__ import annotations
@@ -16,18 +20,20 @@ import math
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from realbasicvsr.errors import ConfigError, UserError
-from realbasicvsr.media.clips import ClipSource, find_clips, iter_video_frames, read_image
+from realbasicvsr.media.clips import ClipSource
 from realbasicvsr.media.files import write_bytes_atomic, write_text_atomic
+from realbasicvsr.metrics.clip_frames import Notify, ShortClips, discover_clips, frame_pairs, wanted_indices
 from realbasicvsr.metrics.color import ConvertTo
+from realbasicvsr.metrics.skips import Skipped, size_problems, undefined_reason
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -39,9 +45,7 @@ PROTOCOLS: dict[str, tuple[tuple[int, ...] | None, ConvertTo, int]] = {
     "pirm": (None, "y", 4),
     "videolq": ((0, 50, 99), "y", 4),
 }
-ShortClips = Literal["skip", "spread"]
-Scores = dict[str, float]
-Notify = Callable[[str], None]
+Scores = dict[str, float]  # a metric that could not score the frame is absent
 
 
 def _to_stderr(message: str) -> None:
@@ -95,79 +99,6 @@ def check_report_path(path: Path, option: str) -> None:
         raise UserError(f"cannot write the {option} report {path}: {parent} is a file, not a folder", option=option)
 
 
-def discover_clips(root: Path) -> list[ClipSource]:
-    """The clips of a prediction or ground-truth root (`media.clips.find_clips`); none is an error."""
-    clips = find_clips(root)
-    if not clips:
-        raise UserError(f"{root} holds no clip folders, videos or images")
-    names = [clip.name for clip in clips]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise UserError(f"{root} holds several clips named {', '.join(twice)} (a folder and a video?); rename one")
-    return clips
-
-
-def iter_frames(clip: ClipSource, indices: list[int] | None) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, HxWx3 uint8 RGB frame) for the wanted indices (all when None) that exist, one at a time."""
-    if clip.video is None:
-        wanted = range(len(clip.frames)) if indices is None else [i for i in indices if i < len(clip.frames)]
-        for i in wanted:
-            yield i, read_image(clip.frames[i])
-        return
-    stop = None if indices is None else max(indices) + 1
-    for index, frame in enumerate(iter_video_frames(clip.video, stop)):
-        if indices is None or index in indices:
-            yield index, frame
-
-
-def clip_length(clip: ClipSource) -> int:
-    """Number of frames (image count, or decoded-frame count of the video's first stream)."""
-    if clip.video is None:
-        return len(clip.frames)
-    return sum(1 for _ in iter_video_frames(clip.video))
-
-
-def wanted_indices(length: int, indices: list[int] | None, short_clips: ShortClips) -> list[int] | None:
-    """Frames to score in a clip of `length` frames. With "spread", a clip that lacks some of `indices` gets
-    its first, middle and last frame, as NegVSR scored VideoLQ's short clips (0, 20, 40 of 41 frames)."""
-    if indices is not None and short_clips == "spread" and length <= max(indices):
-        return sorted({0, length // 2, length - 1})
-    return indices
-
-
-def frame_pairs(
-    clips: list[ClipSource],
-    gt_clips: dict[str, ClipSource],
-    indices: list[int] | None,
-    short_clips: ShortClips = "skip",
-    notify: Notify = _to_stderr,
-) -> Iterator[tuple[str, int, np.ndarray, np.ndarray | None]]:
-    """(clip name, index, prediction, ground truth or None), streamed so that memory stays at a few frames.
-
-    `short_clips`: for a clip without some of the requested indices, "skip" scores the ones it has and
-    "spread" scores its first, middle and last frame instead. `notify` receives the notes about such clips.
-    """
-    for clip in clips:
-        wanted = indices
-        if indices is not None and short_clips == "spread":  # counting a video's frames means decoding it
-            wanted = wanted_indices(clip_length(clip), indices, short_clips)
-            if wanted != indices:
-                notify(f"note: clip {clip.name} is short; scoring frames {wanted}")
-        gt_iter = iter_frames(gt_clips[clip.name], wanted) if gt_clips else None
-        seen = []
-        for index, pred in iter_frames(clip, wanted):
-            gt = None
-            if gt_iter is not None:
-                gt_index, gt = next(gt_iter, (None, None))
-                if gt_index != index:
-                    raise UserError(f"ground truth of clip {clip.name} has no frame {index}")
-            seen.append(index)
-            yield clip.name, index, pred, gt
-        if wanted is not None and len(seen) < len(wanted):
-            skipped = [i for i in wanted if i not in seen]
-            notify(f"warning: clip {clip.name} has no frame(s) {skipped}; they are skipped")
-
-
 def score_frame(pred: np.ndarray, gt: np.ndarray | None, config: EvaluateConfig, label: str = "") -> Scores:
     """All requested metrics of one frame (runs in a worker process when workers > 1); `label` names it."""
     from realbasicvsr.metrics import METRICS
@@ -217,24 +148,45 @@ def parameter_files(config: EvaluateConfig) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The scores of every frame of every clip, with what produced them."""
+    """The scores of every frame of every clip, with what produced them and what was skipped."""
 
     config: EvaluateConfig
     frames: list[int] | None  # the requested indices (None = all)
     short_clips: ShortClips
     clips: list[ClipSource]
-    results: dict[str, dict[int, Scores]]  # clip name -> frame index -> metric -> value
+    results: dict[str, dict[int, Scores]]  # clip name -> frame index -> metric -> value (absent: skipped)
     parameter_files: dict[str, str]
+    skipped: tuple[Skipped, ...] = ()
 
     def clip_means(self, clip: str) -> Scores:
-        frames = self.results[clip].values()
-        return {m: float(np.mean([f[m] for f in frames])) for m in self.config.metrics}
+        """Mean of each metric over the clip's scored frames; NaN for a metric that scored none of them."""
+        return _means(self.results[clip].values(), self.config.metrics)
 
     @property
     def means(self) -> Scores:
-        """Means over all scored frames (not over clip means)."""
-        every = [f for frames in self.results.values() for f in frames.values()]
-        return {m: float(np.mean([f[m] for f in every])) for m in self.config.metrics}
+        """Means over all scored frames (not over clip means); NaN for a metric that scored no frame at all."""
+        return _means([f for frames in self.results.values() for f in frames.values()], self.config.metrics)
+
+    def scored(self, metric: str) -> int:
+        """How many frames `metric` scored."""
+        return sum(metric in f for frames in self.results.values() for f in frames.values())
+
+    @property
+    def scored_nothing(self) -> bool:
+        """True when no metric could score any frame (every frame skipped for every metric)."""
+        return not any(self.scored(m) for m in self.config.metrics)
+
+    def skip_summary(self) -> list[str]:
+        """One plain line per clip and metric skipped, then one per metric that lost frames (empty: none)."""
+        lines = [skip.line() for skip in self.skipped]
+        total = sum(len(frames) for frames in self.results.values())
+        for metric in dict.fromkeys(skip.metric for skip in self.skipped):
+            count = self.scored(metric)
+            if count == 0:
+                lines.append(f"{metric}: no frame of any clip could be scored, so there is no {metric} score")
+            else:
+                lines.append(f"{metric}: scored {count} of {total} frames; its means leave out the skipped ones")
+        return lines
 
     def table(self) -> str:
         """One row per clip (frame count, mean of each metric) and the mean over all frames."""
@@ -242,10 +194,10 @@ class Evaluation:
         rows = []
         for clip, frames in self.results.items():
             means = self.clip_means(clip)
-            rows.append([clip, str(len(frames)), *(_fmt(means[m]) for m in self.config.metrics)])
+            rows.append([clip, str(len(frames)), *(_cell(means[m]) for m in self.config.metrics)])
         count = sum(len(frames) for frames in self.results.values())
         means = self.means
-        rows.append(["mean (all frames)", str(count), *(_fmt(means[m]) for m in self.config.metrics)])
+        rows.append(["mean (all frames)", str(count), *(_cell(means[m]) for m in self.config.metrics)])
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         return "\n".join(
             "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
@@ -253,11 +205,13 @@ class Evaluation:
         )
 
     def report(self) -> dict[str, object]:
-        """Settings, parameter files, per-clip and per-frame scores (the JSON report)."""
+        """Settings, parameter files, per-clip and per-frame scores, skipped frames (the JSON report).
+        A metric without a score (skipped frame, or no frame scored) is null."""
         sources = {clip.name: str(clip.path) for clip in self.clips}
+        metrics = self.config.metrics
         return {
             "settings": {
-                "metrics": list(self.config.metrics),
+                "metrics": list(metrics),
                 "convert_to": self.config.convert_to,
                 "crop_border": self.config.crop_border,
                 "frames": self.frames,
@@ -265,15 +219,18 @@ class Evaluation:
                 "short_clips": self.short_clips,
             },
             "parameter_files": self.parameter_files,
-            "mean": self.means,
+            "mean": _nulls(self.means),
             "clips": {
                 clip: {
-                    "mean": self.clip_means(clip),
-                    "frames": {str(i): s for i, s in sorted(frames.items())},
+                    "mean": _nulls(self.clip_means(clip)),
+                    "frames": {str(i): {m: s.get(m) for m in metrics} for i, s in sorted(frames.items())},
                     "source": sources[clip],
                 }
                 for clip, frames in self.results.items()
             },
+            "skipped": [
+                {"clip": s.clip, "metric": s.metric, "frames": list(s.frames), "reason": s.reason} for s in self.skipped
+            ],
         }
 
     def write_json(self, path: Path) -> None:
@@ -282,7 +239,7 @@ class Evaluation:
         write_text_atomic(path, json.dumps(self.report(), indent=2, allow_nan=True))
 
     def write_csv(self, path: Path) -> None:
-        """One row per frame: clip, frame index, file name (image clips), then the metrics."""
+        """One row per frame: clip, frame index, file name (image clips), then the metrics (empty: skipped)."""
         by_name = {clip.name: clip for clip in self.clips}
         text = io.StringIO(newline="")  # csv writes its own \r\n line ends
         writer = csv.writer(text)
@@ -290,7 +247,8 @@ class Evaluation:
         for clip, frames in self.results.items():
             for index, scores in sorted(frames.items()):
                 file = by_name[clip].frames[index].name if by_name[clip].video is None else ""
-                writer.writerow([clip, index, file, *(repr(scores[m]) for m in self.config.metrics)])
+                cells = (repr(scores[m]) if m in scores else "" for m in self.config.metrics)
+                writer.writerow([clip, index, file, *cells])
         check_report_path(path, "csv")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, text.getvalue().encode("utf-8"))
@@ -310,7 +268,9 @@ def evaluate(
     """Score every clip of `pred` (against the same-named clip of `gt` for PSNR/SSIM).
 
     `frames`: indices to score in each clip (None: all); `workers`: processes (1 = this one); `progress`: a
-    tqdm bar on stderr. Parameter files are checked (or downloaded) before any frame is decoded.
+    tqdm bar on stderr, with the notes of `notify` printed above it (never onto its line). Parameter files are
+    checked (or downloaded) before any frame is decoded. A frame too small for a metric is not scored with it
+    and is listed in `Evaluation.skipped`; the run goes on.
     """
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}", option="workers")
@@ -328,18 +288,18 @@ def evaluate(
         if missing:
             raise UserError(f"no ground truth for clip(s) {', '.join(missing[:5])} in {gt}")
     param_files = parameter_files(config)
-    pairs = frame_pairs(clips, gt_clips, frames, short_clips, notify)
     bar = _progress_bar(clips, frames, short_clips) if progress else None
+    pairs = frame_pairs(clips, gt_clips, frames, short_clips, notify if bar is None else _above(bar, notify))
     try:
-        results = _score_all(pairs, config, workers, bar.update if bar is not None else None)
-    except ValueError as error:  # metric functions reject frames that are too small, etc.
+        results, skipped = _score_all(pairs, config, workers, bar.update if bar is not None else None)
+    except ValueError as error:  # what the size checks cannot foresee, e.g. NIQE of a flat (all-black) frame
         raise UserError(f"cannot score {pred}: {error}") from error
     finally:
         if bar is not None:
             bar.close()
     if not results:
         raise UserError(f"no frames to score in {pred} (check the frame indices)", option="frames")
-    return Evaluation(config, frames, short_clips, clips, results, param_files)
+    return Evaluation(config, frames, short_clips, clips, results, param_files, skipped)
 
 
 def _score_all(
@@ -347,31 +307,79 @@ def _score_all(
     config: EvaluateConfig,
     workers: int,
     advance: Callable[[], object] | None,
-) -> dict[str, dict[int, Scores]]:
+) -> tuple[dict[str, dict[int, Scores]], tuple[Skipped, ...]]:
     results: dict[str, dict[int, Scores]] = {}
+    skipped: dict[tuple[str, str, str], list[int]] = {}  # (clip, metric, reason) -> frames
+
+    def scorable(clip: str, index: int, pred: np.ndarray) -> EvaluateConfig | None:
+        """The config restricted to the metrics this frame is large enough for (None: none is)."""
+        problems = size_problems(pred.shape, config)
+        for metric, reason in problems.items():
+            skipped.setdefault((clip, metric, reason), []).append(index)
+        kept = tuple(m for m in config.metrics if m not in problems)
+        return None if not kept else config if not problems else replace(config, metrics=kept)
+
+    def done(clip: str, index: int, shape: tuple[int, ...], scores: Scores) -> None:
+        for metric in [m for m, value in scores.items() if math.isnan(value)]:
+            skipped.setdefault((clip, metric, undefined_reason(metric, shape, config)), []).append(index)
+            del scores[metric]
+        results.setdefault(clip, {})[index] = scores
+        if advance is not None:
+            advance()
+
     if workers == 1:
         for clip, index, pred, gt in pairs:
-            results.setdefault(clip, {})[index] = score_frame(pred, gt, config, f"clip {clip} frame {index}")
-            if advance is not None:
-                advance()
-        return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[tuple[str, int, Future]] = deque()
+            frame_config = scorable(clip, index, pred)
+            label = f"clip {clip} frame {index}"
+            done(clip, index, pred.shape, {} if frame_config is None else score_frame(pred, gt, frame_config, label))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending: deque[tuple[str, int, tuple[int, ...], Future | None]] = deque()
 
-        def collect() -> None:
-            clip, index, future = pending.popleft()
-            results.setdefault(clip, {})[index] = future.result()
-            if advance is not None:
-                advance()
+            def collect() -> None:
+                clip, index, shape, future = pending.popleft()
+                done(clip, index, shape, {} if future is None else future.result())
 
-        for clip, index, pred, gt in pairs:
-            pending.append((clip, index, pool.submit(score_frame, pred, gt, config, f"clip {clip} frame {index}")))
-            # Only a few decoded frames in flight: an all-frames VideoLQ run has 4771 of them.
-            while len(pending) > 2 * workers:
+            for clip, index, pred, gt in pairs:
+                frame_config = scorable(clip, index, pred)
+                label = f"clip {clip} frame {index}"
+                future = None if frame_config is None else pool.submit(score_frame, pred, gt, frame_config, label)
+                pending.append((clip, index, pred.shape, future))
+                # Only a few decoded frames in flight: an all-frames VideoLQ run has 4771 of them.
+                while len(pending) > 2 * workers:
+                    collect()
+            while pending:
                 collect()
-        while pending:
-            collect()
-    return results
+    # clip order, then metric order, whether found before scoring (size) or after (NaN), with or without workers
+    clip_order = {clip: n for n, clip in enumerate(results)}
+    keys = sorted(skipped, key=lambda k: (clip_order.get(k[0], len(clip_order)), config.metrics.index(k[1])))
+    found = (Skipped(clip, metric, tuple(sorted(skipped[clip, metric, why])), why) for clip, metric, why in keys)
+    return results, tuple(found)
+
+
+def _above(bar: tqdm, notify: Notify) -> Notify:
+    """`notify`, with the bar cleared first and redrawn after, so that a note gets a line of its own."""
+
+    def write(message: str) -> None:
+        with bar.external_write_mode(file=bar.fp):
+            notify(message)
+
+    return write
+
+
+def _means(frames: Iterable[Scores], metrics: tuple[str, ...]) -> Scores:
+    frames = list(frames)
+    values = {m: [f[m] for f in frames if m in f] for m in metrics}
+    return {m: float(np.mean(v)) if v else math.nan for m, v in values.items()}
+
+
+def _nulls(scores: Scores) -> dict[str, float | None]:
+    """NaN (a mean of no frames; NaN scores are skipped, never averaged) as JSON null."""
+    return {m: None if math.isnan(value) else value for m, value in scores.items()}
+
+
+def _cell(value: float) -> str:
+    return "skipped" if math.isnan(value) else _fmt(value)
 
 
 def _progress_bar(clips: list[ClipSource], frames: list[int] | None, short_clips: ShortClips) -> tqdm:
