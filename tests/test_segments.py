@@ -305,3 +305,19 @@ def test_segments_side_by_side_in_one_batch_give_the_frames_of_one_at_a_time(tmp
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
     with pytest.raises(UserError, match="batch must be 1 to 64"):
         SegmentConfig(batch=0)
+
+
+@pytest.mark.parametrize("name", ["out.mkv", "out.webm", "out.mp4", "out.mov"])
+def test_segments_of_a_reordering_encoder_stitch_into_every_container(tmp_path, long_shot, model, name):
+    """libx264/libx265 reorder frames (B-frames); Matroska stores no decode times, so their pieces are .mp4."""
+    encode = EncodeConfig(codec="libvpx-vp9" if name.endswith("webm") else "libx264", preset="ultrafast")
+    out = tmp_path / name
+    result = upscale_video(
+        long_shot, out, model=model, encode=encode, segments=SEGMENTS, copy_streams=name != "out.webm"
+    )
+    assert result.segments == 5
+    with av.open(str(out)) as container:
+        times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    source_times = decoded(long_shot)[1]
+    assert len(times) == 23 and times == sorted(times)
+    assert max(abs(round((t - times[0]) * 1000) - s) for t, s in zip(times, source_times, strict=True)) <= 1

@@ -9,14 +9,13 @@ timestamps are the source's. The audio and subtitles come from the source in one
 from __future__ import annotations
 
 import contextlib
-from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
 
 from realbasicvsr.media.read import VideoInfo
 from realbasicvsr.media.remux import Remuxer
-from realbasicvsr.media.write import MAX_REORDER_FRAMES, plausible_dts
 
 
 def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo, copy_streams: bool) -> int:
@@ -35,9 +34,7 @@ def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo,
         remux = Remuxer(source.path, output) if copy_streams and source.kind == "video" else None
         if remux is not None:
             stack.callback(remux.close)
-        rate = Fraction(template.average_rate or template.guessed_rate or 25)
-        span = max(1, round(MAX_REORDER_FRAMES / (rate * Fraction(template.time_base))))
-        last_dts: int | None = None
+        decode_times = iter(_decode_times(pieces))
         count = 0
         for piece in pieces:
             with av.open(str(piece), metadata_errors="replace") as container:
@@ -47,8 +44,7 @@ def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo,
                 for packet in container.demux(video):
                     if packet.size == 0:
                         continue  # the demuxer's end-of-stream marker
-                    packet.dts = plausible_dts(packet.pts, packet.dts, last_dts, span)
-                    last_dts = packet.dts
+                    packet.dts = next(decode_times)
                     if remux is not None and packet.dts is not None:
                         remux.mux_until(float(packet.dts * packet.time_base))
                     packet.stream = stream
@@ -57,3 +53,38 @@ def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo,
         if remux is not None:
             remux.mux_until(None)
     return count
+
+
+def _video_timestamps(pieces: list[Path]) -> list[tuple[int | None, int | None]]:
+    """(pts, dts) of every video packet of the pieces, in order (a demux only: no decoding)."""
+    stamps = []
+    for piece in pieces:
+        with av.open(str(piece), metadata_errors="replace") as container:
+            stamps += [(p.pts, p.dts) for p in container.demux(container.streams.video[0]) if p.size]
+    return stamps
+
+
+def _decode_times(pieces: list[Path]) -> list[int | None]:
+    """Decode times for the joined packets: the encoders' own when they are valid for the whole stream (present,
+    increasing, never after a packet's presentation time), else the latest valid ones.
+
+    Each piece's encoder chose its decode times alone: a piece shorter than the encoder's reorder delay (x265)
+    starts before the previous piece ends, and Matroska stores none for the first packets. The latest valid
+    sequence sets each packet's time to the earliest presentation time from it on (it must be decoded by then),
+    one tick before the next packet's at most, working back from the end.
+    """
+    stamps = _video_timestamps(pieces)
+    given = [dts for _, dts in stamps]
+    if all(pts is not None for pts, _ in stamps):
+        valid = all(d is not None and d <= p for p, d in stamps) and all(a < b for a, b in pairwise(given))
+        if valid:
+            return given
+        times: list[int] = [0] * len(stamps)
+        later = None
+        for k in range(len(stamps) - 1, -1, -1):
+            pts = stamps[k][0]
+            earliest = pts if later is None else min(pts, later)
+            later = earliest
+            times[k] = earliest if k == len(stamps) - 1 else min(earliest, times[k + 1] - 1)
+        return times
+    return given

@@ -21,10 +21,8 @@ import numpy as np
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.clips import IMAGE_EXTENSIONS, UnreadableImage, image_size, list_frames
+from realbasicvsr.media.color import ColorInfo, color_of
 
-# AVColorSpace values (libavutil/pixfmt.h) -> the swscale matrix name PyAV understands.
-_MATRIX_BY_AVCOL = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
-_AVCOL_RANGE_JPEG = 2
 # What an input (VideoInfo.kind) or an output (UpscaleResult.kind) is.
 MediaKind = Literal["video", "folder", "image"]
 
@@ -45,15 +43,6 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class ColorInfo:
-    """How the source's YUV maps to RGB: swscale matrix name ('ITU709', 'ITU601', ...) and full or limited range."""
-
-    matrix: str = "ITU709"
-    full_range: bool = False
-    declared: bool = False  # False when guessed from the frame height (the stream said 'unspecified')
-
-
-@dataclass(frozen=True)
 class VideoInfo:
     """What `probe` learns about an input before any frame is decoded."""
 
@@ -70,6 +59,13 @@ class VideoInfo:
     color: ColorInfo = field(default_factory=ColorInfo)
     frames_exact: bool = True
     files: tuple[Path, ...] = ()  # the image files of a folder, in natural order
+    # What a player needs besides the pixels, carried to the output: the pixel aspect (None: square or unknown),
+    # the transfer and primaries as declared (AVColorTransferCharacteristic / AVColorPrimaries; 2 = unspecified),
+    # and the display rotation in degrees (the stream's display matrix, e.g. a phone held upright).
+    sar: Fraction | None = None
+    color_trc: int = 2
+    color_primaries: int = 2
+    rotation: int = 0
 
     @property
     def duration(self) -> float | None:
@@ -131,13 +127,6 @@ def _has_alpha(format_: av.video.format.VideoFormat) -> bool:
     return any(c.is_alpha for c in format_.components)
 
 
-def _color_of(colorspace: int, color_range: int, pix_fmt: str, height: int) -> ColorInfo:
-    full = color_range == _AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
-    if colorspace in _MATRIX_BY_AVCOL:
-        return ColorInfo(_MATRIX_BY_AVCOL[colorspace], full, True)
-    return ColorInfo("ITU709" if height >= 720 else "ITU601", full, False)
-
-
 def probe(path: str | Path) -> VideoInfo:
     """Inspect an input (video file, image folder or image file) without decoding the whole of it."""
     path = Path(path)
@@ -164,7 +153,7 @@ def _probe_image(path: Path) -> VideoInfo:
         bit_depth=_bit_depth(frame.format),
         has_alpha=_has_alpha(frame.format),
         codec=codec,
-        color=_color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
+        color=color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
     )
 
 
@@ -223,9 +212,23 @@ def _probe_video(path: Path) -> VideoInfo:
             bit_depth=_bit_depth(ctx.format),
             has_alpha=_has_alpha(ctx.format),
             codec=ctx.name,
-            color=_color_of(ctx.colorspace, ctx.color_range, ctx.format.name, ctx.height),
+            color=color_of(ctx.colorspace, ctx.color_range, ctx.format.name, ctx.height),
             frames_exact=exact,
+            sar=Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None,
+            color_trc=int(ctx.color_trc),
+            color_primaries=int(ctx.color_primaries),
+            rotation=_first_frame_rotation(container, stream),
         )
+
+
+def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The display rotation FFmpeg reports for the first frame (from the stream's display matrix), in degrees; 0
+    when there is none or the first frame does not decode (the real decode reports that, with its own message)."""
+    try:
+        frame = next(container.decode(stream), None)
+    except av.error.FFmpegError:
+        return 0
+    return round(frame.rotation) % 360 if frame is not None else 0
 
 
 def frame_to_rgb(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, np.ndarray | None]:
@@ -233,7 +236,7 @@ def frame_to_rgb(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, np.
     deep = _bit_depth(frame.format) > 8 or info.bit_depth > 8
     alpha = _has_alpha(frame.format)
     fmt = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
-    color = _color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height)
+    color = color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height)
     if not color.declared:
         color = info.color  # per-frame tags missing: use what the stream said (or our guess from its height)
     rgb = frame.reformat(

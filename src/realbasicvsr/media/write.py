@@ -22,8 +22,9 @@ import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.color import COLOR_TAGS, ColorInfo, carry_display_tags
 from realbasicvsr.media.files import commit_replacing, remove_partial, temporary_path
-from realbasicvsr.media.read import ColorInfo, Frame, VideoInfo
+from realbasicvsr.media.read import Frame, VideoInfo
 from realbasicvsr.media.remux import Remuxer
 
 CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
@@ -31,7 +32,6 @@ CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
 # Default CRF per codec: visually transparent for x264/x265 (the usual recommendation), VP9's constant-quality value.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24}
 # AVColorSpace / primaries / transfer codes used to tag the output: (colorspace, primaries, trc).
-_TAGS = {"ITU709": (1, 1, 1), "ITU601": (6, 6, 6), "SMPTE240M": (7, 7, 7), "BT2020": (9, 9, 14), "FCC": (4, 4, 4)}
 # What a writer raises when the encoder or the disk fails (not a bug): callers turn these into one-line errors.
 WRITE_ERRORS: tuple[type[Exception], ...] = (av.error.FFmpegError, OSError)
 
@@ -193,10 +193,12 @@ class VideoWriter:
         stream.time_base = self._time_base
         # Encode with the source's matrix and say so in the stream, so players decode the colours we meant.
         self._color = source.color if source.kind == "video" else ColorInfo("ITU709", False, True)
-        spc, pri, trc = _TAGS.get(self._color.matrix, _TAGS["ITU709"])
+        spc, pri, trc = COLOR_TAGS.get(self._color.matrix, COLOR_TAGS["ITU709"])
         stream.codec_context.colorspace, stream.codec_context.color_primaries = spc, pri
         stream.codec_context.color_trc = trc
         stream.codec_context.color_range = 2 if self._color.full_range else 1
+        if source.kind == "video":
+            carry_display_tags(stream, source)
         stream.thread_type = "AUTO"
         self._stream = stream
         self._fps = fps

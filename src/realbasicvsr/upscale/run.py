@@ -127,7 +127,7 @@ def upscale_video(
     info = probe(input_path)
     check_cut_list(segments)
     kind = output_kind(info, output)
-    work = WorkFolder(output, output.suffix.lower() if kind != "folder" else "")
+    work = WorkFolder(output, _piece_suffix(kind, output, encode))
     rank, world = workers or worker_share()
     # A shared job (world > 1) joins the work folder its workers share (resume is implied; another input, other
     # settings or other weights are refused); a single run needs resume=True to continue an unfinished one.
@@ -167,7 +167,8 @@ def upscale_video(
     identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
 
     def make_writer(tmp: Path) -> FrameWriter:
-        return _make_writer(kind, tmp, output, info, encode, width, height, fps, copy_streams=False)
+        # The piece's own name sets its format (`_piece_suffix`), which may differ from the output's.
+        return _make_writer(kind, tmp, tmp, info, encode, width, height, fps, copy_streams=False)
 
     # One run holds the work folder; the workers of a distributed job share it (segment by segment, under locks).
     def make() -> Plan:
@@ -204,6 +205,17 @@ def upscale_video(
         segments=len(plan.segments),
         scenes=len(plan.cuts) + 1,
     )
+
+
+def _piece_suffix(kind: MediaKind, output: Path, encode: EncodeConfig) -> str:
+    """The file type of the pieces: the output's, except that reordering encoders (B-frames) go into .mp4 pieces,
+    which store each packet's decode time; Matroska stores presentation times only, and the stitch needs both."""
+    if kind == "folder":
+        return ""
+    suffix = output.suffix.lower()
+    if kind == "video" and suffix in (".mkv", ".webm") and encode.codec in ("libx264", "libx265"):
+        return ".mp4"
+    return suffix
 
 
 def _unfinished(output: Path, work: WorkFolder) -> UserError:
