@@ -86,3 +86,39 @@ def test_an_untagged_source_keeps_the_tags_of_its_matrix(tmp_path):
     upscale_video(source, out, model=RealBasicVSR(ModelConfig(4, 1, 1)))
     _, trc, primaries, rotation, frames = tags_of(out)
     assert (trc, primaries, rotation, frames) == (6, 6, 0, 2)  # BT.601 below 720 lines, as the frames were encoded
+
+
+def tagged_with_audio(path: Path) -> None:
+    with av.open(str(path), "w") as container:
+        container.metadata["title"], container.metadata["artist"] = "Holiday 1994", "Grandpa"
+        video = container.add_stream("libx264", rate=25)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        video.metadata["language"] = "fra"
+        sound = container.add_stream("aac", rate=8000)
+        sound.layout = "mono"
+        sound.metadata["language"], sound.metadata["title"] = "eng", "commentary"
+        sound.disposition = av.stream.Disposition.default | av.stream.Disposition.forced
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(video.encode(frame.reformat(format="yuv420p")))
+            chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            chunk.sample_rate, chunk.pts = 8000, i * 1024
+            container.mux(sound.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(sound.encode(None))
+
+
+@pytest.mark.parametrize("out_name", ["out.mkv", "out.mp4"])
+def test_file_and_stream_tags_and_dispositions_survive(tmp_path, out_name):
+    source, out = tmp_path / "family.mkv", tmp_path / out_name
+    tagged_with_audio(source)
+    upscale_video(source, out, model=RealBasicVSR(ModelConfig(4, 1, 1)), segments=SegmentConfig(segment_frames=2))
+    with av.open(str(out)) as container:
+        tags = {k.lower(): v for k, v in container.metadata.items()}
+        video, sound = container.streams.video[0], container.streams.audio[0]
+        assert tags["title"] == "Holiday 1994" and tags["artist"] == "Grandpa"
+        assert video.metadata["language"] == "fra" and sound.metadata["language"] == "eng"
+        assert "commentary" in (sound.metadata.get("title"), sound.metadata.get("name"))  # mp4 calls it name
+        assert sound.disposition == av.stream.Disposition.default | av.stream.Disposition.forced

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 
 from realbasicvsr.media.read import VideoInfo
-from realbasicvsr.media.remux import Remuxer
+from realbasicvsr.media.remux import Remuxer, carry_file_tags
 
 
 def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo, copy_streams: bool) -> int:
@@ -31,6 +31,8 @@ def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo,
         stream.time_base = template.time_base
         if template.average_rate:  # not part of the copied codec parameters; players and probes read it
             stream.codec_context.framerate = template.average_rate
+        if source.kind == "video":
+            carry_file_tags(source.path, output, stream)
         remux = Remuxer(source.path, output) if copy_streams and source.kind == "video" else None
         if remux is not None:
             stack.callback(remux.close)

@@ -32,7 +32,9 @@ class Remuxer:
                 )
                 self._input.close()  # streams must not be touched after this (PyAV crashes)
                 raise UserError(message, option="copy_streams")
-            self._map[stream.index] = output.add_stream_from_template(stream)
+            copied = output.add_stream_from_template(stream)
+            carry_stream_tags(stream, copied)
+            self._map[stream.index] = copied
         self._packets = self._input.demux(streams) if streams else iter(())
         self._pending: av.Packet | None = None
 
@@ -55,3 +57,30 @@ class Remuxer:
 
     def close(self) -> None:
         self._input.close()
+
+
+# Tags that describe the old file rather than its content: the muxer writes its own.
+_FILE_TAGS = {
+    "encoder", "duration", "major_brand", "minor_version", "compatible_brands", "number_of_frames", "number_of_bytes",
+    "bps", "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc",
+}  # fmt: skip
+
+
+def carry_stream_tags(source: av.stream.Stream, target: av.stream.Stream) -> None:
+    """Copy a stream's tags (language, title, handler...) and dispositions (default, forced, ...) to its copy."""
+    for key, value in source.metadata.items():
+        if key.lower() not in _FILE_TAGS and not key.lower().startswith("duration"):
+            target.metadata[key] = value
+    target.disposition = source.disposition
+
+
+def carry_file_tags(source: Path, output: av.container.OutputContainer, video: av.stream.Stream) -> None:
+    """Copy the container's tags (title, artist, date, comment...) and those of the source's video stream to
+    `output` and its video stream `video`."""
+    with av.open(str(source), metadata_errors="replace") as container:
+        for key, value in container.metadata.items():
+            if key.lower() not in _FILE_TAGS:
+                output.metadata[key] = value
+        streams = [s for s in container.streams.video if s.codec_context is not None]
+        if streams:
+            carry_stream_tags(streams[0], video)
