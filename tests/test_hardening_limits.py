@@ -421,6 +421,15 @@ STALL_SCRIPT = textwrap.dedent(
 )
 
 
+def _torchrun_two(script: Path, cwd: Path, timeout: int) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `script` as 2 torchrun ranks (1 thread each); returns the finished process and the seconds it took."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - start
+
+
 @pytest.mark.slow
 @pytest.mark.dist
 def test_a_rank_that_never_joins_ends_the_job_within_the_timeout(tmp_path):
@@ -431,11 +440,7 @@ def test_a_rank_that_never_joins_ends_the_job_within_the_timeout(tmp_path):
     out.mkdir()
     script = tmp_path / "stall.py"
     script.write_text(STALL_SCRIPT.format(data=str(data), run=str(tmp_path / "run"), out=str(out)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
-    start = time.monotonic()
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    elapsed = time.monotonic() - start
+    done, elapsed = _torchrun_two(script, tmp_path, timeout=120)
     assert done.returncode != 0
     # 3 s of timeout + interpreter and torch start-up of both ranks on a shared 2-core machine
     assert elapsed < 3 + 45, elapsed
@@ -466,11 +471,7 @@ def test_a_sigstopped_rank_makes_the_others_stop_naming_it(tmp_path):
     data = make_clips(tmp_path / "data", n_clips=2, n_frames=5, size=(64, 64))
     script = tmp_path / "sigstop.py"
     script.write_text(SIGSTOP_SCRIPT.format(data=str(data), run=str(tmp_path / "run")))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
-    start = time.monotonic()
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
-    elapsed = time.monotonic() - start
+    done, elapsed = _torchrun_two(script, tmp_path, timeout=180)
     assert done.returncode != 0
     # 12 s to the stop + 4 s timeout + torchrun's 30 s SIGTERM grace for the stopped process (it then SIGKILLs it)
     assert elapsed < 12 + 4 + 30 + 45, elapsed

@@ -129,6 +129,13 @@ def commit_replacing(tmp: Path, target: Path) -> None:
     commit(tmp, target)
 
 
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of the files directly inside a folder (a folder of frames)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size
+
+
 def remove_partial(path: Path) -> None:
     """Remove a temporary file or folder left by a failed write (missing is fine)."""
     if path.is_dir():

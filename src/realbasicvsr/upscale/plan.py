@@ -225,11 +225,10 @@ def make_plan(
     """Decode the input once (small thumbnails, `realbasicvsr.media.read.scan`): every frame's timestamp, the exact
     frame count (what decodes, not what the container claims) and the scene cuts; then the segments. `progress`
     is told (frames scanned, the container's frame count) as it goes: about 5 ms per 720p frame on a 2-vCPU EPYC,
-    minutes for a film."""
+    minutes for a film. A cut list was checked before (`check_cut_list`); its range is checked here."""
     from realbasicvsr.media.read import scan
     from realbasicvsr.upscale import scenes
 
-    check_cut_list(config)
     detector = None
     if config.scenes == "auto":
         given = config.scene_sensitivity

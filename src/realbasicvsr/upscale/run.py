@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.files import remove_orphans, remove_partial, temporary_path
+from realbasicvsr.media.files import remove_orphans, remove_partial, size_of, temporary_path
 from realbasicvsr.media.read import MediaKind, VideoInfo, probe
 from realbasicvsr.media.write import (
     EncodeConfig,
@@ -198,7 +198,7 @@ def upscale_video(
         seconds,
         width,
         height,
-        _size_of(output) if complete else 0,
+        size_of(output) if complete else 0,
         upscaler.fallbacks,
         weights=used,
         complete=complete,
@@ -230,7 +230,7 @@ def _written_by_another(output: Path, kind: MediaKind, info: VideoInfo, options:
     """A worker of a shared job that starts after the others finished everything: nothing is left to do."""
     width, height = output_size(info.width, info.height, options)
     note = f"{output} was already written by the other workers of this job"
-    return UpscaleResult(output, kind, 0, 0.0, width, height, _size_of(output), notes=(note,))
+    return UpscaleResult(output, kind, 0, 0.0, width, height, size_of(output), notes=(note,))
 
 
 def _run(
@@ -365,12 +365,6 @@ def _make_writer(
     except BaseException:
         remove_partial(tmp)
         raise
-
-
-def _size_of(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return path.stat().st_size
 
 
 def _human_bytes(n: int) -> str:

@@ -27,6 +27,7 @@ from realbasicvsr.media.files import (
     commit,
     remove_orphans,
     remove_partial,
+    size_of,
     temporary_path,
     write_text_atomic,
 )
@@ -96,7 +97,7 @@ class WorkFolder:
         """True when the segment's marker and piece are both there and agree on the piece's size."""
         try:
             marker = json.loads(self.marker(segment).read_text(encoding="utf-8"))
-            return marker.get("bytes") == _size_of(self.piece(segment)) and marker.get("frames") == segment.frames
+            return marker.get("bytes") == size_of(self.piece(segment)) and marker.get("frames") == segment.frames
         except (OSError, ValueError):
             return False
 
@@ -106,7 +107,7 @@ class WorkFolder:
         if piece.is_dir():  # a folder piece of an earlier, unfinished attempt (no marker): ours to replace
             remove_partial(piece)
         commit(tmp_piece, piece)
-        marker = {"segment": segment.index, "frames": segment.frames, "bytes": _size_of(piece)}
+        marker = {"segment": segment.index, "frames": segment.frames, "bytes": size_of(piece)}
         write_text_atomic(self.marker(segment), json.dumps(marker) + "\n")
 
     def done_frames(self, plan: Plan) -> int:
@@ -178,9 +179,3 @@ class WorkFolder:
         if not keep_lock:
             with contextlib.suppress(OSError):
                 self.path.rmdir()
-
-
-def _size_of(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    return path.stat().st_size
