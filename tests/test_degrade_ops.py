@@ -260,3 +260,19 @@ def test_poisson_inverse_cdf_at_the_extremes():
     assert np.all(bottom[2:] > rates[2:] - 8 * np.sqrt(rates[2:]))
     middle = ops.poisson_inverse_cdf(levels, np.full(4, 1 << 29, np.int32), 256)
     np.testing.assert_allclose(middle, rates, atol=1.0)
+
+
+def test_poisson_min_vals_keeps_flat_graphics_as_noisy_as_photographs():
+    # The reference scales shot noise by the number of distinct values: a flat frame (1 value, vals = 1) gets
+    # noise of std sqrt(v) -- far outside [0, 1], so clipping later moves its mean colour. min_vals=256 treats it
+    # as a photograph (std sqrt(v / 256)).
+    flat = [np.full((64, 64, 3), 0.75, np.float32)]
+    reference = ops.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0))[0]
+    photo_like = ops.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0), min_vals=256)[0]
+    assert reference.std() > 0.6 and np.clip(reference, 0, 1).mean() < 0.6
+    assert 0.03 < photo_like.std() < 0.08 and abs(np.clip(photo_like, 0, 1).mean() - 0.75) < 0.01
+    # A frame with many distinct values is unchanged by the option.
+    ramp = [np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)]
+    a = ops.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1))[0]
+    b = ops.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1), min_vals=256)[0]
+    np.testing.assert_array_equal(a, b)

@@ -302,3 +302,19 @@ def test_training_sample_accepts_flipped_and_transposed_views(gt_frames):
     assert a["lq"].shape == (10, 3, 12, 8)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_poisson_min_vals_reaches_the_plan_and_old_plans_still_load():
+    from realbasicvsr.train.config import degradation_from_value
+
+    config = degradation_from_value({"noise1": {"poisson_min_vals": 256, "type_probs": [0.0, 1.0]}})
+    plan = sample_plan(config, 3, (16, 16), np.random.default_rng(0))
+    noise = [s for s in plan.steps if s.stage == "noise1"]
+    assert noise and noise[0].kind == "poisson" and noise[0].poisson_min_vals == 256
+    assert plan_from_json(plan_to_json(plan)) == plan
+    old = json.loads(plan_to_json(plan))
+    for step in old["steps"]:
+        step.pop("poisson_min_vals", None)  # a plan written before the option existed
+    assert next(s for s in plan_from_json(json.dumps(old)).steps if s.stage == "noise1").poisson_min_vals == 1
+    with pytest.raises(ValueError, match="poisson_min_vals"):
+        degradation_from_value({"noise1": {"poisson_min_vals": 100}})

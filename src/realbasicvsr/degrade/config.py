@@ -123,8 +123,14 @@ class NoiseConfig:
     poisson_scale_range: tuple[float, float] = (0.05, 3.0)
     poisson_scale_step: float = 0.005
     poisson_gray_prob: float = 0.4
+    # The reference scales Poisson noise by 2^ceil(log2(number of distinct 8-bit values in the frame)): a frame
+    # with few values (a flat graphic) gets noise up to 16x stronger than a photograph, mostly clipped away, which
+    # shifts its colours (docs/compact_model/colour.md). 1 = the reference; 256 = every frame as a photograph.
+    poisson_min_vals: int = 1
 
     def __post_init__(self) -> None:
+        if self.poisson_min_vals not in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+            raise ConfigError(f"poisson_min_vals must be a power of 2 from 1 to 256, got {self.poisson_min_vals}")
         _check_probs("type_probs", self.type_probs, 2)
         _check_prob("prob", self.prob)
         _check_prob("gaussian_gray_prob", self.gaussian_gray_prob)

@@ -219,10 +219,12 @@ def poisson_inverse_cdf(levels: np.ndarray, u: np.ndarray, vals: int) -> np.ndar
 
 
 def add_poisson_noise(
-    frames: Sequence[np.ndarray], scales: Sequence[float], gray: bool, rng: np.random.Generator
+    frames: Sequence[np.ndarray], scales: Sequence[float], gray: bool, rng: np.random.Generator, min_vals: int = 1
 ) -> Frames:
     """Signal-dependent shot noise, as the reference: v = 8-bit quantised image (or its luma when gray),
     vals = 2^ceil(log2(number of distinct values of v)), noise = Poisson(v * vals) / vals - v, scaled.
+    `min_vals` > 1 is our option (not the reference): vals is at least that, so a frame of few distinct values
+    (a flat graphic) is not given the far stronger noise the reference gives it.
     """
     cv2 = cv2_module()
     _check_len(frames, scales, "scales")
@@ -231,7 +233,7 @@ def add_poisson_noise(
         src = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[..., None] if gray else frame
         levels = to_uint8(src)
         distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
-        vals = int(2 ** np.ceil(np.log2(distinct)))
+        vals = max(int(2 ** np.ceil(np.log2(distinct))), min_vals)
         # noise * scale = (counts / vals - level / 255) * scale, through a 256-entry table for the level term
         counts = poisson_counts(levels, vals, rng).astype(np.float32)
         counts *= np.float32(scale / vals)

@@ -69,6 +69,7 @@ class NoiseStep:
     kind: str
     gray: bool
     levels: tuple[float, ...]
+    poisson_min_vals: int = 1  # NoiseConfig.poisson_min_vals (1: the reference)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ def _step_from_dict(raw: Any, where: str, num_frames: int) -> Step:
         raise ConfigError(f"unknown degradation op {brief(op)} at plan {where}; known: {sorted(STEP_TYPES)}")
     cls = STEP_TYPES[op]
     names = {f.name for f in fields(cls)}
+    if cls is NoiseStep:
+        raw.setdefault("poisson_min_vals", 1)  # plans written before the field existed: the reference's noise
     if set(raw) != names:
         raise ConfigError(f"plan {where} ({op}): fields {brief(sorted(map(str, raw)))} do not match {sorted(names)}")
     where = f"{where} ({op})"
@@ -188,7 +191,9 @@ def _step_from_dict(raw: Any, where: str, num_frames: int) -> Step:
     if cls is NoiseStep:
         _choice(raw["kind"], f"{where}.kind", NOISE_TYPES)
         _bool(raw["gray"], f"{where}.gray")
-        return NoiseStep(raw["stage"], raw["kind"], raw["gray"], _floats(raw["levels"], f"{where}.levels", n, 0, 1e4))
+        min_vals = _int(raw["poisson_min_vals"], f"{where}.poisson_min_vals", 1, 256)
+        levels = _floats(raw["levels"], f"{where}.levels", n, 0, 1e4)
+        return NoiseStep(raw["stage"], raw["kind"], raw["gray"], levels, min_vals)
     if cls is JpegStep:
         qualities = tuple(int(q) for q in _floats(raw["qualities"], f"{where}.qualities", n, 1, 100, integer=True))
         return JpegStep(raw["stage"], qualities)
@@ -280,7 +285,7 @@ def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int
         if step.kind == "gaussian":
             return ops.add_gaussian_noise(frames, [s / 255.0 for s in step.levels], step.gray, rng)
         if step.kind == "poisson":
-            return ops.add_poisson_noise(frames, step.levels, step.gray, rng)
+            return ops.add_poisson_noise(frames, step.levels, step.gray, rng, min_vals=step.poisson_min_vals)
         raise ValueError(f"unknown noise kind {step.kind!r}")
     if isinstance(step, JpegStep):
         return ops.jpeg(frames, step.qualities)

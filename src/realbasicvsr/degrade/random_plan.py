@@ -98,7 +98,7 @@ def sample_noise(cfg: NoiseConfig, stage: str, num_frames: int, rng: np.random.G
         bounds, step, gray_prob = cfg.poisson_scale_range, cfg.poisson_scale_step, cfg.poisson_gray_prob
     start = rng.uniform(*bounds)
     gray = bool(rng.uniform() < gray_prob)
-    return NoiseStep(stage, kind, gray, random_walk(rng, start, step, bounds, num_frames))
+    return NoiseStep(stage, kind, gray, random_walk(rng, start, step, bounds, num_frames), cfg.poisson_min_vals)
 
 
 def sample_jpeg(cfg: JpegConfig, stage: str, num_frames: int, rng: np.random.Generator) -> JpegStep:
