@@ -85,3 +85,26 @@ def test_training_samples_are_jittered_only_when_asked(tmp_path):
     assert np.allclose(base[:, :, 0, 0].numpy() * 255, [170, 120, 90], atol=0.5)
     moved = [TrainDataset(clips, jittered, seed=s)[(0, 0)]["gt"][0, :, 0, 0].numpy() * 255 for s in range(4)]
     assert all(np.abs(m - [170, 120, 90]).max() > 1 for m in moved)
+
+
+def test_clean_fraction_mixes_in_plain_pairs(tmp_path):
+    from PIL import Image
+
+    from realbasicvsr.train.config import DataConfig
+    from realbasicvsr.train.data import TrainDataset, bicubic_pair, scan_clips
+
+    clip = tmp_path / "data" / "ramp"
+    clip.mkdir(parents=True)
+    ramp = np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8)
+    for i in range(4):
+        Image.fromarray(np.roll(ramp, i, axis=1)).save(clip / f"{i:08d}.png")
+    clips = scan_clips(tmp_path / "data", min_frames=4, min_size=64)
+    common = {"num_frames": 4, "gt_size": 64, "batch_size": 1, "workers": 0, "mirror": False}
+    plain = TrainDataset(clips, DataConfig(clean_fraction=1.0, **common), seed=0)[(0, 0)]
+    gt = (plain["gt"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(plain["lq"].numpy(), bicubic_pair(gt, False)["lq"])
+    assert np.array_equal(plain["gt_usm"].numpy(), plain["gt"].numpy())  # no sharpening in a plain pair
+    degraded = TrainDataset(clips, DataConfig(clean_fraction=0.0, **common), seed=0)[(0, 0)]
+    assert not np.array_equal(degraded["gt_usm"].numpy(), degraded["gt"].numpy())
+    with pytest.raises(ConfigError, match="clean_fraction"):
+        DataConfig(clean_fraction=-0.1)

@@ -94,6 +94,9 @@ class DataConfig:
     # Probability that a sample's GT gets a random hue rotation and saturation gain before it is degraded
     # (train/graphics.py jitter_colours). 0 = the official recipe; the bundled model trains with 0.5.
     colour_jitter: float = 0.0
+    # Probability that a sample is a plain pair instead (LQ = bicubic x1/4 of the GT, no sharpening, as
+    # `degradation: none`): teaches the model to leave clean input alone (keeps flat colours). 0 = the official recipe.
+    clean_fraction: float = 0.0
     workers: int = 10  # DataLoader worker processes per training process
     val_dir: str | None = None  # GT clip folders for validation (PSNR/SSIM); LQ = bicubic x4 unless val_lq_dir
     val_lq_dir: str | None = None
@@ -109,6 +112,8 @@ class DataConfig:
         _positive("data.val_max_clips", self.val_max_clips)
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.clean_fraction <= 1.0:
+            raise ConfigError(f"data.clean_fraction is a probability between 0 and 1, got {self.clean_fraction}")
         if not 0.0 <= self.colour_jitter <= 1.0:
             raise ConfigError(f"data.colour_jitter is a probability between 0 and 1, got {self.colour_jitter}")
         if self.gt_size < 32 or self.gt_size % 8:

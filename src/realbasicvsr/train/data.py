@@ -231,7 +231,7 @@ class TrainDataset(Dataset):
             from realbasicvsr.train.graphics import jitter_colours
 
             gt = jitter_colours(gt, rng)
-        if cfg.degradation is None:
+        if cfg.degradation is None or (cfg.clean_fraction and rng.random() < cfg.clean_fraction):
             sample = bicubic_pair(gt, cfg.mirror)
         else:
             from realbasicvsr.degrade.training_sample import make_training_sample
