@@ -93,17 +93,22 @@ def test_cli_upscales_every_video_and_reports_the_corrupt_one(tmp_path, weights,
 
     captured = capsys.readouterr()
     assert code == 1
-    assert sorted(p.name for p in out.iterdir()) == ["b10.mp4", "b2.mkv", "old.mkv"]  # .avi is written as .mkv
+    # The cut file still plays: by default (--on-error conceal) it is upscaled with its one undecodable frame
+    # replaced by the one before (7 frames: 6 decode, as an independent decode shows), with one warning.
+    assert sorted(p.name for p in out.iterdir()) == ["b10.mp4", "b2.mkv", "cut.mp4", "old.mkv"]  # .avi -> .mkv
     assert frames_and_size(out / "b10.mp4") == (7, 128, 96)
     assert frames_and_size(out / "b2.mkv") == (6, 128, 96)
     assert frames_and_size(out / "old.mkv") == (8, 128, 96)
+    assert frames_and_size(out / "cut.mp4") == (7, 128, 96)
     errors = [line for line in captured.err.splitlines() if ": failed: " in line]
-    assert [line.split(":")[0] for line in errors] == ["bad.mp4", "cut.mp4"]
-    assert "is not a video or image that FFmpeg can read" in errors[0] and "decoding failed after" in errors[1]
+    assert [line.split(":")[0] for line in errors] == ["bad.mp4"]
+    assert "is not a video or image that FFmpeg can read" in errors[0]
+    warned = [line for line in captured.err.splitlines() if line.startswith("warning: ") and "cut.mp4" in line]
+    assert len(warned) == 1 and "1 that could not be decoded, each replaced by the frame before it" in warned[0]
     table = captured.out.splitlines()
     assert [row.split()[0] for row in table[1:-1]] == ["b2.mkv", "b10.mp4", "bad.mp4", "cut.mp4", "old.avi"]  # natural
-    assert "ok" in table[1] and "failed" in table[3] and "failed" in table[4]
-    assert table[-1].startswith("5 videos: 3 ok, 0 skipped, 2 failed; 21 frames")
+    assert "ok" in table[1] and "failed" in table[3] and "ok" in table[4]
+    assert table[-1].startswith("5 videos: 4 ok, 0 skipped, 1 failed; 28 frames")
     assert leftovers(out) == []
 
 

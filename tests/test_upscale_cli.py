@@ -243,9 +243,16 @@ def test_corrupted_stream_midway_leaves_nothing(tmp_path):
     start, end = data.index(b"mdat"), data.index(b"moov")
     data[start + (end - start) // 2 : end - 8] = bytes(end - 8 - start - (end - start) // 2)
     source.write_bytes(bytes(data))
+    model = RealBasicVSR(ModelConfig(4, 1, 1))
+    # --on-error stop: a one-line error, and nothing is left behind.
     with pytest.raises(UserError, match="corrupted"):
-        upscale_video(source, out, model=RealBasicVSR(ModelConfig(4, 1, 1)))
+        upscale_video(source, out, model=model, options=UpscaleConfig(on_error="stop"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+    # The default (conceal): the damaged frames are named in one warning and the output keeps the length.
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        result = upscale_video(source, out, model=model)
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == result.frames == 12
 
 
 def make_subtitled_mkv(tmp_path: Path) -> Path:

@@ -36,12 +36,14 @@ FLAGS = {
     "preset": "--preset",
     "pix_fmt": "--pix-fmt",
     "copy_streams": "--no-copy-streams",
+    "audio_codec": "--audio-codec",
     "resume": "--resume",
     "scene_sensitivity": "--scene-sensitivity",
     "segment_frames": "--segment-frames",
     "warmup": "--warmup",
     "batch": "--batch",
     "container": "--container",
+    "on_error": "--on-error",
 }
 
 
@@ -176,6 +178,13 @@ def _add_model_and_running(parser: argparse.ArgumentParser) -> None:
         help=f"look-ahead frames run and discarded after each window (default {DEFAULT_OVERLAP})",
     )
     run.add_argument(
+        "--on-error",
+        choices=("stop", "conceal"),
+        default="conceal",
+        help="damaged input: conceal (default) keeps what FFmpeg conceals and repeats the previous frame for one "
+        "that does not decode, with one warning listing them; stop ends at the first, before any model work",
+    )
+    run.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -189,14 +198,27 @@ def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--outscale", type=_positive_float, help="output scale vs the input, e.g. 1.5 (default 4)")
     group.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT, e.g. 1920x1080")
     enc = parser.add_argument_group("encoding (video outputs)")
-    enc.add_argument("--codec", default="libx264", help="libx264 (default), libx265, libvpx-vp9 or ffv1 (lossless)")
+    enc.add_argument(
+        "--codec",
+        help="libx264, libx265, libvpx-vp9 or ffv1 (lossless); default libx264, and for a 10-bit or deeper source "
+        "HEVC Main 10 (libx265; VP9 profile 2 in .webm), which plays where H.264 High 10 does not",
+    )
     enc.add_argument("--crf", type=float, help="quality (lower is better): default 18 x264, 20 x265, 24 VP9")
     enc.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast ... veryslow; default medium)")
     enc.add_argument("--pix-fmt", help="output pixel format (default yuv420p; yuv420p10le for 10-bit sources)")
     enc.add_argument("--lossless", action="store_true", help="lossless encode (x264 qp 0, x265/VP9 lossless=1)")
     enc.add_argument("--fps", type=_fps, help="frame rate of a video made from images (default 25)")
     enc.add_argument(
-        "--no-copy-streams", action="store_true", help="do not copy the source's audio and subtitle streams"
+        "--no-copy-streams",
+        action="store_true",
+        help="do not copy the source's other streams (audio, subtitles, cover art, further tracks)",
+    )
+    enc.add_argument(
+        "--audio-codec",
+        choices=("copy", "aac", "opus"),
+        default="copy",
+        help="copy (default): the audio streams as they are; aac or opus: re-encode every audio stream (its "
+        "language, title and dispositions kept), for a container that cannot hold the source's audio",
     )
     out = parser.add_argument_group("output")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -225,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if is_video_library(args.input) or args.container is not None:  # a folder of videos: each one into OUT_DIR
         from realbasicvsr.commands.upscale_library import run_library
 
-        return run_library(args, options, encode, weights, {"segments": segments})
+        return run_library(args, options, encode, weights, {"segments": segments, "audio_codec": args.audio_codec})
     # Under torchrun every rank upscales, rank 0 alone draws the bar (it counts the others' finished segments).
     rank = os.environ.get("RANK", "0")
     bar, progress = progress_bar(args.quiet or rank != "0")
@@ -233,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
+            warnings.showwarning = one_line_warning  # restored by catch_warnings
             result = upscale_video(
                 args.input,
                 args.output,
@@ -243,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 fps=Fraction(args.fps).limit_denominator(1001) if args.fps else None,
                 copy_streams=not args.no_copy_streams,
+                audio_codec=args.audio_codec,
                 progress=progress,
                 segments=segments,
                 resume=args.resume,
@@ -263,6 +287,16 @@ def run(args: argparse.Namespace) -> int:
         if result.fp32_fallbacks:
             print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after reduced precision overflowed")
     return 0
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning as one line on stderr ("warning: ..."), without Python's file and source line, above the
+    progress bar (tqdm.write), not on it."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {message}", file=file or sys.stderr)
 
 
 def kept_after_stop(args: argparse.Namespace) -> str | None:
@@ -292,6 +326,7 @@ def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
         channels_last=args.channels_last,
         outscale=args.outscale,
         out_size=args.size,
+        on_error=args.on_error,
     )
     options = resolve_config(options)
     encode = EncodeConfig(

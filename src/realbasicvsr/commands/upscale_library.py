@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from realbasicvsr.commands.upscale import FLAGS, close_bar, progress_bar
+from realbasicvsr.commands.upscale import FLAGS, close_bar, one_line_warning, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +70,7 @@ def run_library(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", RuntimeWarning)
+            warnings.showwarning = one_line_warning  # restored by catch_warnings
             result = upscale_library(
                 args.input,
                 args.output,

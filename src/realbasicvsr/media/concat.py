@@ -1,9 +1,10 @@
-"""Joining encoded video pieces into one file without re-encoding, with the source's audio and subtitles muxed once.
+"""Joining encoded video pieces into one file without re-encoding, with the source's other streams muxed once.
 
 Each piece is a video file that `VideoWriter` wrote for a run of consecutive frames, with the same encoder settings
 and each frame's source timestamp, and without other streams. Its packets are copied as they are (each piece starts
 with a keyframe, as every encode does), so the output's frames are exactly the pieces' frames, in order, and its
-timestamps are the source's. The audio and subtitles come from the source in one pass, never cut per piece.
+timestamps are the source's. The audio, subtitles and other streams come from the source in one pass, never cut
+per piece; the chapters and tags with them.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from pathlib import Path
 
 import av
 
+from realbasicvsr.media.preflight import StreamPlan, plan_streams
 from realbasicvsr.media.read import VideoInfo
-from realbasicvsr.media.remux import Remuxer, carry_file_tags
+from realbasicvsr.media.remux import Remuxer, carry_chapters, carry_file_tags
 
 
-def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo, copy_streams: bool) -> int:
-    """Write the video packets of `pieces` in order to `target` (container `fmt`), with the source's audio and
-    subtitle streams when `copy_streams`; returns the number of video packets (one per frame)."""
+def concat_pieces(
+    pieces: list[Path], target: Path, fmt: str, source: VideoInfo, copy_streams: bool | StreamPlan = True
+) -> int:
+    """Write the video packets of `pieces` in order to `target` (container `fmt`) with the source's chapters and,
+    when `copy_streams`, its other streams (audio, subtitles, cover art, further tracks); returns the number of
+    video packets (one per frame). `copy_streams` may be the pre-flight's `StreamPlan` (which streams, re-encoded
+    audio); True makes one here (`media.preflight.plan_streams`), False keeps the chapters and tags only."""
     if not pieces:
         raise ValueError("no pieces to join")
     with contextlib.ExitStack() as stack:
@@ -31,11 +37,20 @@ def concat_pieces(pieces: list[Path], target: Path, fmt: str, source: VideoInfo,
         stream.time_base = template.time_base
         if template.average_rate:  # not part of the copied codec parameters; players and probes read it
             stream.codec_context.framerate = template.average_rate
+        remux = None
         if source.kind == "video":
             carry_file_tags(source.path, output, stream)
-        remux = Remuxer(source.path, output) if copy_streams and source.kind == "video" else None
-        if remux is not None:
-            stack.callback(remux.close)
+            plan = (
+                copy_streams
+                if isinstance(copy_streams, StreamPlan)
+                else plan_streams(source.path, fmt, "copy", copy_streams)
+            )
+            if plan.chapters:
+                carry_chapters(source.path, output)
+            if plan.timecode and not any(k.lower() == "timecode" for k in stream.metadata):
+                stream.metadata["timecode"] = plan.timecode  # the mp4/mov muxers write the timecode track from it
+            if plan.copied or plan.encoded:
+                remux = stack.enter_context(contextlib.closing(Remuxer(source.path, output, plan)))
         decode_times = iter(_decode_times(pieces))
         count = 0
         for piece in pieces:

@@ -11,7 +11,7 @@ BT.709 for frames 720 lines or taller, BT.601 below. The official script instead
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -21,7 +21,16 @@ import numpy as np
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.clips import IMAGE_EXTENSIONS, UnreadableImage, image_size, list_frames
-from realbasicvsr.media.color import ColorInfo, color_of
+from realbasicvsr.media.color import (
+    ColorInfo,
+    HdrMetadata,
+    bit_depth_of,
+    color_of,
+    frame_to_rgb,
+    has_alpha_channel,
+    hdr_of,
+)
+from realbasicvsr.media.decode_errors import ON_ERROR_CHOICES, DamageReport, OnError, decode_with_damage
 
 # What an input (VideoInfo.kind) or an output (UpscaleResult.kind) is.
 MediaKind = Literal["video", "folder", "image"]
@@ -66,6 +75,10 @@ class VideoInfo:
     color_trc: int = 2
     color_primaries: int = 2
     rotation: int = 0
+    hdr: HdrMetadata | None = None  # mastering display and content light level of an HDR10 source
+    # What a read does with damaged frames (`realbasicvsr.media.decode_errors`): "stop" raises at the first one,
+    # "conceal" keeps FFmpeg's concealment and repeats the previous frame for one that does not decode.
+    on_error: OnError = "stop"
 
     @property
     def duration(self) -> float | None:
@@ -91,15 +104,25 @@ def _open(path: Path) -> av.container.InputContainer:
         ) from error
 
 
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The video stream that is upscaled: the first one FFmpeg has a decoder for (a damaged header can leave a
+    stream without one) that is not an attached picture (cover art may be listed first); None when there is none."""
+    for stream in container.streams.video:
+        if stream.codec_context is not None and not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    """The first video stream FFmpeg has a decoder for (a damaged header can leave a stream without one)."""
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
         raise UserError(f"{path} has no video stream (it contains: {', '.join(kinds)}); give a video file instead")
-    for stream in container.streams.video:
-        if stream.codec_context is not None:
-            _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
-            return stream
+    stream = main_video_stream(container)
+    if stream is not None:
+        _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
+        return stream
+    if all(s.disposition & av.stream.Disposition.attached_pic for s in container.streams.video):
+        raise UserError(f"{path} has no video stream, only cover art; give a video file instead")
     raise UserError(
         f"{path}: its video stream has no codec FFmpeg can decode (the file is damaged or uses an unknown codec); "
         "check or re-export it"
@@ -119,17 +142,15 @@ def _check_frame_size(path: Path, width: int, height: int) -> None:
         )
 
 
-def _bit_depth(format_: av.video.format.VideoFormat) -> int:
-    return 16 if max((c.bits for c in format_.components), default=8) > 8 else 8
+def probe(path: str | Path, on_error: OnError = "stop") -> VideoInfo:
+    """Inspect an input (video file, image folder or image file) without decoding the whole of it. `on_error`
+    is what reading its frames does with damaged ones ("stop" or "conceal", see `VideoInfo.on_error`)."""
+    if on_error not in ON_ERROR_CHOICES:
+        raise UserError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {on_error!r}", option="on_error")
+    return replace(_probe(Path(path)), on_error=on_error)
 
 
-def _has_alpha(format_: av.video.format.VideoFormat) -> bool:
-    return any(c.is_alpha for c in format_.components)
-
-
-def probe(path: str | Path) -> VideoInfo:
-    """Inspect an input (video file, image folder or image file) without decoding the whole of it."""
-    path = Path(path)
+def _probe(path: Path) -> VideoInfo:
     if not path.exists():
         raise UserError(f"input {path} does not exist; check the path")
     if path.is_dir():
@@ -150,8 +171,8 @@ def _probe_image(path: Path) -> VideoInfo:
         num_frames=1,
         fps=None,
         time_base=None,
-        bit_depth=_bit_depth(frame.format),
-        has_alpha=_has_alpha(frame.format),
+        bit_depth=bit_depth_of(frame.format),
+        has_alpha=has_alpha_channel(frame.format),
         codec=codec,
         color=color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height),
     )
@@ -196,6 +217,7 @@ def _probe_video(path: Path) -> VideoInfo:
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = Fraction(fps) if fps else None
         num_frames, exact = (stream.frames, True) if stream.frames > 0 else (None, False)
+        rotation, hdr = _first_frame_tags(container, stream)
         if num_frames is None and fps is not None:
             seconds = float(stream.duration * stream.time_base) if stream.duration else None
             if seconds is None and container.duration:
@@ -209,53 +231,30 @@ def _probe_video(path: Path) -> VideoInfo:
             num_frames=num_frames,
             fps=fps,
             time_base=Fraction(stream.time_base) if stream.time_base else None,
-            bit_depth=_bit_depth(ctx.format),
-            has_alpha=_has_alpha(ctx.format),
+            bit_depth=bit_depth_of(ctx.format),
+            has_alpha=has_alpha_channel(ctx.format),
             codec=ctx.name,
             color=color_of(ctx.colorspace, ctx.color_range, ctx.format.name, ctx.height),
             frames_exact=exact,
             sar=Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None,
             color_trc=int(ctx.color_trc),
             color_primaries=int(ctx.color_primaries),
-            rotation=_first_frame_rotation(container, stream),
+            rotation=rotation,
+            hdr=hdr,
         )
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """The display rotation FFmpeg reports for the first frame (from the stream's display matrix), in degrees; 0
-    when there is none or the first frame does not decode (the real decode reports that, with its own message)."""
+def _first_frame_tags(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[int, HdrMetadata | None]:
+    """The display rotation (degrees, from the stream's display matrix) and the HDR mastering metadata FFmpeg
+    reports with the first frame; 0 and None when there are none or the first frame does not decode (the real
+    decode reports that, with its own message)."""
     try:
         frame = next(container.decode(stream), None)
     except av.error.FFmpegError:
-        return 0
-    return round(frame.rotation) % 360 if frame is not None else 0
-
-
-def frame_to_rgb(frame: av.VideoFrame, info: VideoInfo) -> tuple[np.ndarray, np.ndarray | None]:
-    """Convert a decoded frame to (rgb, alpha) numpy arrays using the stream's colour matrix and range."""
-    deep = _bit_depth(frame.format) > 8 or info.bit_depth > 8
-    alpha = _has_alpha(frame.format)
-    fmt = ("rgba64le" if alpha else "rgb48le") if deep else ("rgba" if alpha else "rgb24")
-    color = color_of(frame.colorspace, frame.color_range, frame.format.name, frame.height)
-    if not color.declared:
-        color = info.color  # per-frame tags missing: use what the stream said (or our guess from its height)
-    rgb = frame.reformat(
-        format=fmt,
-        src_colorspace=color.matrix,
-        src_color_range="JPEG" if color.full_range else "MPEG",
-        dst_color_range="JPEG",
-        # Accurate rounding and full chroma interpolation: the default fast path loses up to 2 levels.
-        interpolation=av.video.reformatter.Interpolation.BICUBIC
-        | av.video.reformatter.Interpolation.ACCURATE_RND
-        | av.video.reformatter.Interpolation.FULL_CHR_H_INT,
-    ).to_ndarray()
-    if deep and info.bit_depth == 8:
-        rgb = (rgb.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif not deep and info.bit_depth == 16:
-        rgb = rgb.astype(np.uint16) * 257
-    if alpha:
-        return np.ascontiguousarray(rgb[..., :3]), np.ascontiguousarray(rgb[..., 3])
-    return rgb, None
+        return 0, None
+    return (round(frame.rotation) % 360, hdr_of(frame)) if frame is not None else (0, None)
 
 
 def read_frames(
@@ -265,8 +264,9 @@ def read_frames(
 
     `frame_pts` (the timestamps `scan` reported for every frame) lets a video start at `start` by seeking instead
     of decoding from the beginning; each frame's timestamp is then checked against it. Raises `UserError` when a
-    folder's images change size, when a video has no decodable frame, or when the decoder fails midway (a
-    corrupted stream): the caller then discards its partial output.
+    folder's images change size, when a video has no decodable frame, or at a damaged frame under
+    `info.on_error` "stop": the caller then discards its partial output. Under "conceal" a whole read (from 0 to
+    the end) warns once about the damaged frames it kept or replaced (`DamagedInputWarning`).
     """
     if info.kind == "video":
         if start > 0 and frame_pts is not None and frame_pts[start] is not None:
@@ -302,8 +302,10 @@ def scan(info: VideoInfo, thumb_width: int) -> Iterator[tuple[int | None, np.nda
             frame, _ = _decode_image(file, "cannot be decoded as an image", "re-save or remove it")
             yield None, _thumbnail(frame, thumb_width, height)
         return
-    for frame, pts, _ in _decoded(info, None, None):
+    report = _report(info)
+    for frame, pts, _ in _decoded(info, None, None, report):
         yield pts, _thumbnail(frame, thumb_width, height)
+    report.warn()  # the planning pass: one warning for the whole video, before any model work
 
 
 def _thumbnail(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
@@ -314,8 +316,8 @@ def _thumbnail(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
 def _read_video(
     info: VideoInfo, start: int, stop: int | None, frame_pts: Sequence[int | None] | None, seek: bool = True
 ) -> Iterator[Frame]:
-    index = start
-    for frame, pts, index in _decoded(info, frame_pts if seek else None, start if seek else None):
+    report = _report(info)
+    for frame, pts, index in _decoded(info, frame_pts if seek else None, start if seek else None, report):
         if index < start:
             continue
         if stop is not None and index >= stop:
@@ -328,16 +330,22 @@ def _read_video(
             )
         rgb, alpha = frame_to_rgb(frame, info)
         yield Frame(index=index, image=rgb, pts=pts, alpha=alpha)
-    if stop is None and start == 0:
-        _check_frame_count(info, index + 1 if index >= start else 0)
+    if stop is None and start == 0:  # a whole read reports its damage (a segment's was in the planning pass)
+        report.warn()
+
+
+def _report(info: VideoInfo) -> DamageReport:
+    return DamageReport(info.path, info.on_error, info.time_base, info.fps)
 
 
 def _decoded(
-    info: VideoInfo, frame_pts: Sequence[int | None] | None, start: int | None
+    info: VideoInfo, frame_pts: Sequence[int | None] | None, start: int | None, report: DamageReport
 ) -> Iterator[tuple[av.VideoFrame, int, int]]:
-    """(frame, timestamp, index) of each decoded frame, from the first, or from frame `start` by a seek to its
-    timestamp in `frame_pts` (raising `_SeekMissed` if no frame has it). Timestamps that are missing or not
-    increasing (some AVI/raw streams) are replaced by plausible increasing ones, the same way on every pass."""
+    """(frame, timestamp, index) of each frame, from the first, or from frame `start` by a seek to its timestamp in
+    `frame_pts` (raising `_SeekMissed` if no frame has it). Damaged frames go to `report` (which raises under the
+    policy "stop"); one that did not decode is a neighbour's picture at its own timestamp. Timestamps that are
+    missing or not increasing (some AVI/raw streams) are replaced by plausible increasing ones, the same way on
+    every pass. The container's frame count plays no part: what decodes is the video."""
     path = info.path
     with _open(path) as container:
         stream = _video_stream(container, path)
@@ -351,44 +359,35 @@ def _decoded(
             container.seek(target, stream=stream, backward=True, any_frame=False)
             index, last_pts = None, frame_pts[start - 1]
         decoded = 0
-        try:
-            for frame in container.decode(stream):
-                if index is None:  # after a seek: skip to the frame we want, which must have its timestamp
-                    if frame.pts is None or frame.pts < target:
-                        continue
-                    if frame.pts != target:
-                        raise _SeekMissed
-                    index = start
-                if (frame.width, frame.height) != (info.width, info.height):
-                    raise UserError(
-                        f"{path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
-                        f"{info.width}x{info.height}; split the video where the size changes (ffmpeg -ss/-to)"
-                    )
-                pts = frame.pts
-                if pts is None or (last_pts is not None and pts <= last_pts):
-                    fallback = _fallback_pts(index, info)
-                    pts = fallback if last_pts is None else max(fallback, last_pts + 1)
-                last_pts = pts
-                yield frame, pts, index
-                index += 1
-                decoded += 1
-        except av.error.FFmpegError as error:
-            raise UserError(
-                f"{path}: decoding failed after {index} frames ({error}); the stream is corrupted there — "
-                "repair it (e.g. ffmpeg -i in -c copy out.mkv) or cut it before that point"
-            ) from error
+        for item in decode_with_damage(container, stream):
+            if index is None:  # after a seek: skip to the frame we want, which must have its timestamp
+                if item.frame is None or item.pts is None or item.pts < target:
+                    continue
+                if item.pts != target or item.borrowed:  # a stand-in made of the next frame: not as in a whole pass
+                    raise _SeekMissed
+                index = start
+            if item.damage is not None:
+                report.record(item, index, item.pts)
+            if item.frame is None:  # the container cannot be read further
+                break
+            frame = item.frame
+            if (frame.width, frame.height) != (info.width, info.height):
+                raise UserError(
+                    f"{path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
+                    f"{info.width}x{info.height}; split the video where the size changes (ffmpeg -ss/-to)"
+                )
+            pts = item.pts
+            if pts is None or (last_pts is not None and pts <= last_pts):
+                fallback = _fallback_pts(index, info)
+                pts = fallback if last_pts is None else max(fallback, last_pts + 1)
+            last_pts = pts
+            yield frame, pts, index
+            index += 1
+            decoded += 1
         if index is None:
             raise _SeekMissed
     if decoded == 0 and start in (None, 0):
         raise UserError(f"{path} has a video stream but no decodable frames; check the file")
-
-
-def _check_frame_count(info: VideoInfo, decoded: int) -> None:
-    if info.frames_exact and info.num_frames is not None and decoded < info.num_frames:
-        raise UserError(
-            f"{info.path}: the container lists {info.num_frames} frames but only {decoded} could be decoded; the "
-            "file is truncated or corrupted — repair it (ffmpeg -i in -c copy out.mkv) and try again"
-        )
 
 
 def _fallback_pts(index: int, info: VideoInfo) -> int:

@@ -11,9 +11,8 @@ Every writer is a `FrameWriter`; `write_frames` writes a whole sequence of frame
 from __future__ import annotations
 
 import contextlib
-import io
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -22,16 +21,18 @@ import av
 import numpy as np
 
 from realbasicvsr.errors import UserError
-from realbasicvsr.media.color import COLOR_TAGS, ColorInfo, carry_display_tags
+from realbasicvsr.media.color import COLOR_TAGS, HDR_ENCODERS, ColorInfo, carry_display_tags
+from realbasicvsr.media.encode import (  # the encoder settings live there; imported from here as well
+    CONTAINER_FORMATS,
+    EncodeConfig,
+    check_codec,
+    container_format,
+    default_codec,
+)
 from realbasicvsr.media.files import commit_replacing, remove_partial, temporary_path
 from realbasicvsr.media.read import Frame, VideoInfo
 from realbasicvsr.media.remux import Remuxer
 
-CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm"}
-CODECS = ("libx264", "libx265", "libvpx-vp9", "ffv1")
-# Default CRF per codec: visually transparent for x264/x265 (the usual recommendation), VP9's constant-quality value.
-DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24}
-# AVColorSpace / primaries / transfer codes used to tag the output: (colorspace, primaries, trc).
 # What a writer raises when the encoder or the disk fails (not a bug): callers turn these into one-line errors.
 WRITE_ERRORS: tuple[type[Exception], ...] = (av.error.FFmpegError, OSError)
 
@@ -48,53 +49,6 @@ class FrameWriter(Protocol):
     def close(self) -> None: ...
 
     def abort(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class EncodeConfig:
-    """Encoder control. `crf=None` takes the codec's default; `lossless` overrides CRF (x264 qp 0, x265/VP9
-    lossless=1, FFV1 always); `pix_fmt=None` picks yuv420p (yuv420p10le for >8-bit sources; yuv444p when lossless,
-    RGB (bgr0 / gbrp16le) for FFV1 so that lossless really is lossless in RGB)."""
-
-    codec: str = "libx264"
-    crf: float | None = None
-    preset: str | None = None
-    pix_fmt: str | None = None
-    lossless: bool = False
-
-    def resolved_pix_fmt(self, bit_depth: int) -> str:
-        if self.pix_fmt:
-            return self.pix_fmt
-        if self.codec == "ffv1":
-            return "gbrp16le" if bit_depth > 8 else "bgr0"  # FFV1 stores RGB losslessly; its 8-bit RGB is bgr0
-        base = "yuv444p" if self.lossless else "yuv420p"
-        return base + "10le" if bit_depth > 8 else base
-
-    def codec_options(self) -> dict[str, str]:
-        options: dict[str, str] = {}
-        crf = str(self.crf if self.crf is not None else DEFAULT_CRF.get(self.codec, 0))
-        if self.codec == "libx264":
-            options["qp" if self.lossless else "crf"] = "0" if self.lossless else crf
-            options["preset"] = self.preset or "medium"
-        elif self.codec == "libx265":
-            options["preset"] = self.preset or "medium"
-            options["x265-params"] = "log-level=error" + (":lossless=1" if self.lossless else "")
-            if not self.lossless:
-                options["crf"] = crf
-        elif self.codec == "libvpx-vp9":
-            if self.lossless:
-                options["lossless"] = "1"
-            else:
-                options["crf"], options["b"] = crf, "0"  # constant-quality mode
-            # x264-style preset names -> libvpx speed (cpu-used: 0 slowest/best ... 8 fastest).
-            options["cpu-used"] = str(_VP9_SPEED.get(self.preset or "medium", 2))
-            options["deadline"] = "good"
-            options["row-mt"] = "1"
-        return options
-
-
-_VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 2, "slow": 1,
-              "slower": 0, "veryslow": 0}  # fmt: skip
 
 
 # Encoders reorder frames by a few dozen at most (x264/x265 B-pyramids and look-ahead: under 20).
@@ -116,44 +70,6 @@ def plausible_dts(pts: int | None, dts: int | None, last_dts: int | None, span: 
     return pts if last_dts is None or pts > last_dts else last_dts + 1
 
 
-def container_format(path: Path) -> str:
-    fmt = CONTAINER_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UserError(
-            f"unknown output extension {path.suffix!r} for {path}; use .mp4, .mkv, .mov or .webm for a video, "
-            "an image extension for one image, or a folder path for PNG frames"
-        )
-    return fmt
-
-
-def check_codec(settings: EncodeConfig, fmt: str, path: Path, bit_depth: int = 8) -> None:
-    """Fail before any work when the codec is unknown, missing from this FFmpeg, or not storable in the container."""
-    if settings.codec not in CODECS:
-        raise UserError(f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}", option="codec")
-    try:
-        codec = av.codec.Codec(settings.codec, "w")
-    except av.error.FFmpegError as error:  # pragma: no cover - depends on the FFmpeg build
-        raise UserError(
-            f"this FFmpeg build has no {settings.codec} encoder; choose another codec", option="codec"
-        ) from error
-    with av.open(io.BytesIO(), "w", format=fmt) as probe_container:  # in memory: nothing is written to disk
-        supported = probe_container.supported_codecs
-    if codec.canonical_name not in supported:
-        raise UserError(
-            f"codec {settings.codec} cannot be stored in a {path.suffix} file; use .mkv, or the codec "
-            + ("libvpx-vp9" if fmt == "webm" else "libx264"),
-            option="codec",
-        )
-    pix_fmts = {f.name for f in codec.video_formats or ()}
-    pix_fmt = settings.resolved_pix_fmt(bit_depth)
-    if pix_fmts and pix_fmt not in pix_fmts:
-        raise UserError(
-            f"{settings.codec} cannot encode pixel format {pix_fmt}; "
-            f"set pix_fmt to one of {', '.join(sorted(pix_fmts))}",
-            option="pix_fmt",
-        )
-
-
 class VideoWriter:
     """Encode RGB frames to `path` (a temporary name is fine: the container format is given explicitly)."""
 
@@ -171,6 +87,7 @@ class VideoWriter:
     ) -> None:
         self.path = path
         self.frames_written = 0
+        settings, _ = default_codec(settings, source.bit_depth, fmt, (width, height))  # said by the caller's plan
         pix_fmt = settings.resolved_pix_fmt(source.bit_depth)
         if pix_fmt.startswith(("yuv420", "yuv422", "nv12")) and (width % 2 or height % 2):
             raise UserError(
@@ -185,7 +102,10 @@ class VideoWriter:
                 option="codec",
             )
         self._container = av.open(str(path), "w", format=fmt)  # after the checks: a refusal leaves no file
-        stream = self._container.add_stream(settings.codec, rate=fps, options=settings.codec_options())
+        # HDR10 mastering metadata goes in as the encoder's SEI: PyAV cannot write it as container side data.
+        hdr = source.hdr if source.kind == "video" and settings.codec in HDR_ENCODERS else None
+        options = settings.codec_options(hdr.encoder_params(settings.codec) if hdr else "")
+        stream = self._container.add_stream(settings.codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         # Keep the source's clock: each frame's pts is copied, so VFR timing and the duration survive.
         self._time_base = source.time_base if source.kind == "video" and source.time_base else 1 / fps

@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 
 from realbasicvsr.errors import ConfigError, UserError
+from realbasicvsr.media.decode_errors import ON_ERROR_CHOICES, OnError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 # "auto" is resolved by `resolve_dtype` for the device the run uses.
@@ -29,7 +30,9 @@ class UpscaleConfig:
     with an antialiased bicubic filter; both None keeps x4.
 
     `device` "auto" and `dtype` "auto" are resolved when a run starts (`resolve_config`): the best device here,
-    and fp16 on CUDA, fp32 elsewhere.
+    and fp16 on CUDA, fp32 elsewhere. `on_error` is what damaged input frames do (`realbasicvsr.media.decode_errors`):
+    "conceal" keeps FFmpeg's concealment and repeats the previous frame for one that does not decode, with one
+    warning that counts them; "stop" ends the run at the first, before any model work (the planning pass).
     """
 
     window: int = DEFAULT_WINDOW
@@ -40,6 +43,7 @@ class UpscaleConfig:
     outscale: float | None = None
     out_size: tuple[int, int] | None = None
     stripe_pixels: int = DEFAULT_STRIPE_PIXELS  # LR pixels per stripe of the x4 stage; 0 = whole frames
+    on_error: OnError = "conceal"
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -50,6 +54,10 @@ class UpscaleConfig:
             raise ConfigError(f"dtype must be auto, {', '.join(DTYPES)}, got {self.dtype!r}", option="dtype")
         if self.outscale is not None and self.outscale <= 0:
             raise ConfigError(f"outscale must be positive, got {self.outscale}", option="outscale")
+        if self.on_error not in ON_ERROR_CHOICES:
+            raise ConfigError(
+                f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {self.on_error!r}", option="on_error"
+            )
         if self.stripe_pixels < 0:
             raise ConfigError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.encode import encode_for_source
 from realbasicvsr.media.files import remove_orphans, remove_partial, size_of, temporary_path
+from realbasicvsr.media.preflight import AudioCodec, StreamPlan, preflight_video
 from realbasicvsr.media.read import MediaKind, VideoInfo, probe
 from realbasicvsr.media.write import (
     EncodeConfig,
@@ -95,6 +97,7 @@ def upscale_video(
     overwrite: bool = False,
     fps: Fraction | None = None,
     copy_streams: bool = True,
+    audio_codec: AudioCodec = "copy",
     progress: ProgressCallback | None = None,
     cleaning_threshold: float = 255.0,
     segments: SegmentConfig | None = None,
@@ -107,8 +110,10 @@ def upscale_video(
     Give `model` or `weights` (a path or known name for `realbasicvsr.weights.load_generator`); with neither, the
     default weights run (`realbasicvsr.weights.default_weights`: the cached official release, else the bundled
     compact model), and `UpscaleResult.weights` says which. `options.device` / `options.dtype` "auto" are resolved
-    here (`resolve_config`). `fps` sets the frame rate of a video made from images (default 25). Audio/subtitle
-    streams are copied when `copy_streams`.
+    here (`resolve_config`). `fps` sets the frame rate of a video made from images (default 25). The source's other
+    streams (audio, subtitles, cover art, further tracks) are copied when `copy_streams`, its audio re-encoded with
+    `audio_codec` "aac" or "opus" (default "copy"); what the output cannot hold is checked before any model work
+    (`realbasicvsr.media.preflight`).
 
     The input is planned first (`segments`: scene cuts, then segments; one decode of the input), then each segment
     is upscaled into the work folder `OUTPUT.parts/`, then the pieces are stitched into the output and the work
@@ -124,9 +129,13 @@ def upscale_video(
     encode = encode or EncodeConfig()
     segments = segments or SegmentConfig()
     output = Path(output_path)
-    info = probe(input_path)
+    info = probe(input_path, on_error=options.on_error)
     check_cut_list(segments)
     kind = output_kind(info, output)
+    notes: list[str] = []
+    if kind == "video":  # the codec for the source (a deep one gets HEVC Main 10 / VP9 profile 2), before the pieces
+        size = output_size(info.width, info.height, options)
+        encode, notes = encode_for_source(encode, info, container_format(output), size)
     work = WorkFolder(output, _piece_suffix(kind, output, encode))
     rank, world = workers or worker_share()
     # A shared job (world > 1) joins the work folder its workers share (resume is implied; another input, other
@@ -149,8 +158,14 @@ def upscale_video(
     existed_empty = output.is_dir() and not output.is_symlink()  # an empty folder (check_paths): ours to fill
     if world == 1:  # partial outputs of earlier runs on this target that were killed (a shared job's stitcher may be
         remove_orphans(output.parent, output.name)  # on another machine, where a process id means nothing)
+    streams = None
     if kind == "video":
         check_codec(encode, container_format(output), output, info.bit_depth)
+        streams = preflight_video(
+            info, output, container_format(output), copy_streams=copy_streams, audio_codec=audio_codec,
+            size=output_size(info.width, info.height, options), lossless=encode.lossless or encode.codec == "ffv1",
+            check_disk=not (work.exists() and resume),
+        )  # fmt: skip
     if model is None:
         model, used = _load_model(weights, cleaning_threshold)
     else:
@@ -185,7 +200,8 @@ def upscale_video(
                 written = _run(upscaler, info, plan, work, make_writer, progress, rank, world, segments.batch or 1)
             complete = all(work.is_done(s) for s in plan.segments)
             if complete:
-                _stitch_and_commit(plan, work, kind, output, info, copy_streams, overwrite, existed_empty)
+                copied = copy_streams if streams is None else streams  # the pre-flight's choice of streams
+                _stitch_and_commit(plan, work, kind, output, info, copied, overwrite, existed_empty)
         except BaseException:
             if world == 1 and not work.finished_segments():
                 work.remove()  # nothing finished: nothing to resume, leave nothing behind
@@ -200,6 +216,7 @@ def upscale_video(
         height,
         size_of(output) if complete else 0,
         upscaler.fallbacks,
+        notes=tuple(notes),
         weights=used,
         complete=complete,
         segments=len(plan.segments),
@@ -283,7 +300,7 @@ def _stitch_and_commit(
     kind: MediaKind,
     output: Path,
     info: VideoInfo,
-    copy_streams: bool,
+    copy_streams: bool | StreamPlan,
     overwrite: bool,
     existed_empty: bool,
 ) -> None:

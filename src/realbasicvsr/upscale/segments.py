@@ -18,6 +18,7 @@ from pathlib import Path
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.concat import concat_pieces
 from realbasicvsr.media.files import remove_partial, temporary_path
+from realbasicvsr.media.preflight import StreamPlan
 from realbasicvsr.media.read import Frame, MediaKind, VideoInfo, read_frames
 from realbasicvsr.media.write import WRITE_ERRORS, FrameWriter
 from realbasicvsr.upscale.plan import Plan, Segment
@@ -137,8 +138,9 @@ def write_stream(frames: Iterable[Frame], writer: FrameWriter, on_frame: Callabl
 
 
 def stitch(plan: Plan, work: WorkFolder, kind: MediaKind, target: Path, info: VideoInfo, fmt: str | None,
-           copy_streams: bool) -> int:  # fmt: skip
+           copy_streams: bool | StreamPlan) -> int:  # fmt: skip
     """Join the finished pieces of `plan` into `target` (a temporary name of the output); returns the frames joined.
+    `copy_streams`: the pre-flight's plan of the source's other streams (or False: none of them).
     The pieces stay as they are, so a stitch that is interrupted is simply done again."""
     pieces = [work.piece(s) for s in plan.segments]
     if kind == "video":
