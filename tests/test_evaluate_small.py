@@ -212,3 +212,20 @@ def test_library_lists_the_skipped_frames(tmp_path) -> None:
     assert result.scored("niqe") == 0 and result.scored("brisque") == 2 and not result.scored_nothing
     assert np.isnan(result.means["niqe"]) and np.isfinite(result.means["brisque"])
     assert notes == ["warning: clip carphone_pristine has no frame(s) [120]; they are skipped"]
+
+
+def test_an_all_black_clip_is_skipped_for_niqe_not_fatal(tmp_path, capsys, bikes_frame) -> None:
+    """NIQE of a flat frame (a black title card, a fade) has no statistics to fit: undefined, so that clip is
+    skipped for NIQE and reported; the textured clip is scored and the run exits 0."""
+    black, bikes = tmp_path / "frames" / "black", tmp_path / "frames" / "bikes"
+    black.mkdir(parents=True)
+    bikes.mkdir()
+    for i in range(2):
+        Image.fromarray(np.zeros((272, 320, 3), np.uint8)).save(black / f"{i:08d}.png")
+        Image.fromarray(bikes_frame[:, 10 * i : 10 * i + 320]).save(bikes / f"{i:08d}.png")
+    argv = ["evaluate", str(tmp_path / "frames"), "--metrics", "niqe", "--params-dir", str(shared_path("iqa_params"))]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "skipped niqe for clip black (frames 0-1): NIQE is undefined (NaN) on 320x272 pixels" in out
+    bikes_row = next(line for line in out.splitlines() if line.startswith("bikes")).split()
+    assert float(bikes_row[2]) > 0

@@ -292,7 +292,7 @@ def evaluate(
     pairs = frame_pairs(clips, gt_clips, frames, short_clips, notify if bar is None else _above(bar, notify))
     try:
         results, skipped = _score_all(pairs, config, workers, bar.update if bar is not None else None)
-    except ValueError as error:  # what the size checks cannot foresee, e.g. NIQE of a flat (all-black) frame
+    except ValueError as error:  # what neither the size checks nor a NaN score foresee
         raise UserError(f"cannot score {pred}: {error}") from error
     finally:
         if bar is not None:

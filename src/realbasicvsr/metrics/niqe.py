@@ -71,10 +71,12 @@ def block_features(image: np.ndarray) -> np.ndarray:
 
 
 def niqe_from_features(features: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:
-    """Distance between the fitted MVG of the block features and the pristine MVG (`nanmean`/`nancov`)."""
+    """Distance between the fitted MVG of the block features and the pristine MVG (`nanmean`/`nancov`).
+    NaN when fewer than two blocks have finite features (a flat frame, e.g. all black, has no natural-scene
+    statistics to fit), as BRISQUE gives NaN there: the score is undefined, which `evaluate` reports and skips."""
     valid = features[~np.isnan(features).any(axis=1)]
     if valid.shape[0] < 2:
-        raise ValueError("NIQE needs at least two 96x96 blocks with finite features (image too small or flat)")
+        return float("nan")
     mu = np.nanmean(features, axis=0)
     cov = np.cov(valid, rowvar=False)
     diff = mu_pris - mu
