@@ -29,6 +29,11 @@ def test_one_line_adds_the_flag_of_the_setting_and_folds_newlines():
     assert isinstance(error, ValueError) and isinstance(error, UserError)
     assert one_line(error, {"window": "--window"}) == "window must be at least 1 frame, got 0 (set with --window)"
     assert one_line(UserError("no such file"), {"window": "--window"}) == "no such file"
+    quoted = UserError("cannot be copied into .mp4: write .mkv, or pass audio_codec='aac'", option="audio_codec")
+    assert (
+        one_line(quoted, {"audio_codec": "--audio-codec"})
+        == "cannot be copied into .mp4: write .mkv, or pass --audio-codec aac"
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ by command-line flags; `option` names the setting the fix is about, and the comm
 
 from __future__ import annotations
 
+import re
 import reprlib
 from typing import Any
 
@@ -41,10 +42,11 @@ def brief(value: Any, limit: int = 80) -> str:
 
 
 def one_line(error: UserError, flags: dict[str, str]) -> str:
-    """The error as one line in the command's words: a setting named as `name=True` becomes its flag, and the flag
-    that sets `error.option` is named when the text does not name it already."""
+    """The error as one line in the command's words: a setting named as `name=True` becomes its flag, `name='value'`
+    becomes `flag value`, and the flag that sets `error.option` is named when the text does not name it already."""
     text = " ".join(str(error).split())
     for option, flag in flags.items():
         text = text.replace(f"{option}=True", flag)
+        text = re.sub(rf"\b{re.escape(option)}='([^' ]+)'", rf"{flag} \1", text)
     flag = flags.get(error.option) if error.option else None
     return f"{text} (set with {flag})" if flag and flag not in text else text
