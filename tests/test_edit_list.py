@@ -14,11 +14,10 @@ import av
 import numpy as np
 import pytest
 import skvideo
-import torch
 
+from conftest import pass_through_model
 from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig
-from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.upscale.plan import SegmentConfig
 from realbasicvsr.upscale.run import upscale_video
 
@@ -96,16 +95,6 @@ def as_played(path: Path) -> dict:
 def which_frame(picture: np.ndarray, images: list[np.ndarray]) -> int:
     """The source frame `picture` shows (the nearest by mean absolute difference)."""
     return int(np.argmin([np.abs(picture.astype(float) - image).mean() for image in images]))
-
-
-def pass_through_model() -> RealBasicVSR:
-    """A tiny generator whose residuals are zero: its output is the bilinear x4 of its input."""
-    model = RealBasicVSR(ModelConfig(4, 1, 1))
-    with torch.no_grad():
-        for conv in (model.image_cleaning[-1], model.basicvsr.conv_last):
-            conv.weight.zero_()
-            conv.bias.zero_()
-    return model
 
 
 @pytest.fixture(scope="module")

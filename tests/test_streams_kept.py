@@ -60,12 +60,7 @@ def two_languages_mkv(path: Path, frames: int = 7) -> None:
         subtitle = container.add_mux_stream("subrip")
         subtitle.metadata["language"], subtitle.metadata["title"] = "eng", "English SDH"
         subtitle.time_base = MS
-        container.set_chapters(
-            [
-                {"id": 1, "start": 0, "end": 120, "time_base": MS, "metadata": {"title": "Intro"}},
-                {"id": 2, "start": 120, "end": 280, "time_base": MS, "metadata": {"title": "Ending"}},
-            ]
-        )
+        container.set_chapters(chapter_list(("Intro", 0, 120), ("Ending", 120, 280)))
         for i in range(frames):
             frame = _frame(30 * i, 32)
             frame.pts = i
@@ -251,15 +246,18 @@ def _vp9():
     return EncodeConfig(codec="libvpx-vp9", preset="ultrafast")
 
 
+def chapter_list(*chapters: tuple[str, int, int]) -> list[dict[str, object]]:
+    """PyAV's chapter records for (title, start ms, end ms) triples."""
+    return [
+        {"id": i, "start": start, "end": end, "time_base": MS, "metadata": {"title": title}}
+        for i, (title, start, end) in enumerate(chapters, start=1)
+    ]
+
+
 def chapters_mp4(path: Path, frames: int = 6) -> None:
     with av.open(str(path), "w") as container:
         video, sound = _video(container), _sound(container, "eng")
-        container.set_chapters(
-            [
-                {"id": 1, "start": 0, "end": 120, "time_base": MS, "metadata": {"title": "One"}},
-                {"id": 2, "start": 120, "end": 240, "time_base": MS, "metadata": {"title": "Two"}},
-            ]
-        )
+        container.set_chapters(chapter_list(("One", 0, 120), ("Two", 120, 240)))
         for i in range(frames):
             frame = _frame(30 * i, 32)
             frame.pts = i

@@ -12,12 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
+from conftest import pass_through_model
 from realbasicvsr.media.color import HdrMetadata, hdr_of
 from realbasicvsr.media.encode import EncodeConfig, default_codec
 from realbasicvsr.media.read import probe
-from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.upscale.plan import SegmentConfig
 from realbasicvsr.upscale.run import upscale_video
 
@@ -45,17 +44,6 @@ def hdr10_clip(path: Path, frames: int = 4) -> None:
             frame.pts, frame.time_base = i, Fraction(1, 25)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-
-
-def pass_through_model() -> RealBasicVSR:
-    """A tiny generator whose residuals are zero: its output is the bilinear x4 of its input, so the output's
-    levels follow the source's."""
-    model = RealBasicVSR(ModelConfig(4, 1, 1))
-    with torch.no_grad():
-        for conv in (model.image_cleaning[-1], model.basicvsr.conv_last):
-            conv.weight.zero_()
-            conv.bias.zero_()
-    return model
 
 
 def described(path: Path) -> dict:

@@ -129,6 +129,14 @@ def commit_replacing(tmp: Path, target: Path) -> None:
     commit(tmp, target)
 
 
+def human_bytes(nbytes: float) -> str:
+    """A byte count for messages, in SI units: '900 bytes', '4.0 kB', '229.7 MB', '1.2 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
 def size_of(path: Path) -> int:
     """Bytes of a file, or of the files directly inside a folder (a folder of frames)."""
     if path.is_dir():

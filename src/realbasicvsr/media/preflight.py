@@ -30,6 +30,7 @@ from typing import Literal
 import av
 
 from realbasicvsr.errors import UserError
+from realbasicvsr.media.files import human_bytes
 from realbasicvsr.media.read import VideoInfo, main_video_stream
 
 AudioCodec = Literal["copy", "aac", "opus"]
@@ -312,13 +313,6 @@ def space_needed(frames: int, width: int, height: int, lossless: bool, deep: boo
     return int(2 * video + source_bytes)
 
 
-def _size(nbytes: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{int(nbytes)} bytes"
-
-
 def check_space(target: Path, needed: int) -> None:
     """Before any work: refuse when the disk of `target` has less than a quarter of `needed` bytes (a rough upper
     bound, so such a run would surely fill it), warn in one line when it has less than `needed` (it may fill it;
@@ -327,12 +321,15 @@ def check_space(target: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free >= needed:
         return
-    estimate = f"writing {target} needs up to about {_size(needed)} (the pieces and the output, a rough bound)"
+    estimate = f"writing {target} needs up to about {human_bytes(needed)} (the pieces and the output, a rough bound)"
     if free < needed / 4:
-        raise UserError(f"{estimate} but {folder} has {_size(free)} free; free some space or write the output to "
-                        "another disk")  # fmt: skip
-    message = (f"{estimate} and {folder} has {_size(free)} free: the disk may fill up; finished segments are kept, so "
-               "after freeing space the run can be resumed (set resume)")  # fmt: skip
+        raise UserError(
+            f"{estimate} but {folder} has {human_bytes(free)} free; free some space or write the output to another disk"
+        )
+    message = (
+        f"{estimate} and {folder} has {human_bytes(free)} free: the disk may fill up; finished segments are kept, "
+        "so after freeing space the run can be resumed (set resume)"
+    )
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 

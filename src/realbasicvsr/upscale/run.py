@@ -18,7 +18,7 @@ import torch
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.encode import encode_for_source
-from realbasicvsr.media.files import remove_orphans, remove_partial, size_of, temporary_path
+from realbasicvsr.media.files import human_bytes, remove_orphans, remove_partial, size_of, temporary_path
 from realbasicvsr.media.preflight import AudioCodec, StreamPlan, preflight_video
 from realbasicvsr.media.read import MediaKind, VideoInfo, probe
 from realbasicvsr.media.write import (
@@ -82,7 +82,7 @@ class UpscaleResult:
             )
         return (
             f"upscaled {self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} fps) -> {self.output} "
-            f"({self.width}x{self.height}, {_human_bytes(self.output_bytes)})"
+            f"({self.width}x{self.height}, {human_bytes(self.output_bytes)})"
         )
 
 
@@ -382,11 +382,3 @@ def _make_writer(
     except BaseException:
         remove_partial(tmp)
         raise
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
