@@ -27,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
         cached = cached_known_weights(name)
         state = f"cached at {cached}" if cached else "not cached (downloaded on first use)"
         print(f"  {name}: {info.description}; {state}")
+    from realbasicvsr.weights import bundled_description
+    from realbasicvsr.weights.strength import bundled_gan_path
+
+    gan = "; with its GAN fine-tune for --strength" if bundled_gan_path() is not None else ""
+    print(f"  bundled: {bundled_description()}{gan}")
     if args.weights:
         model = load_generator(args.weights, download=False)
         params = sum(p.numel() for p in model.parameters())

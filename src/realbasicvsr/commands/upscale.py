@@ -12,74 +12,23 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from realbasicvsr.commands.upscale_flags import (
+    FLAGS,
+    add_look_arguments,
+    add_model_arguments,
+    add_running_arguments,
+    add_size_and_encoding_arguments,
+    nonneg_int,
+    upscale_configs,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from realbasicvsr.media.write import EncodeConfig
-    from realbasicvsr.upscale.config import UpscaleConfig
-
-# Library setting (`UserError.option`) -> the flag that sets it, for the one-line error (cli.one_line).
-FLAGS = {
-    "weights": "--weights",
-    "device": "--device",
-    "dtype": "--dtype",
-    "window": "--window",
-    "overlap": "--overlap",
-    "outscale": "--outscale",
-    "out_size": "--size",
-    "overwrite": "--overwrite",
-    "codec": "--codec",
-    "crf": "--crf",
-    "preset": "--preset",
-    "pix_fmt": "--pix-fmt",
-    "copy_streams": "--no-copy-streams",
-    "audio_codec": "--audio-codec",
-    "resume": "--resume",
-    "scene_sensitivity": "--scene-sensitivity",
-    "segment_frames": "--segment-frames",
-    "warmup": "--warmup",
-    "batch": "--batch",
-    "container": "--container",
-    "on_error": "--on-error",
-}
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1920x1080, got {text!r}") from error
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _fps(text: str) -> float:
-    # Bounded: inf/nan have no frame duration, and below 1/100 s the 1001-denominator rate would round to 0.
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of frames per second, got {text}") from None
-    if not 0.01 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be a frame rate from 0.01 to 1000, got {text}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+__all__ = ["FLAGS", "add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,9 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video (.mp4/.mkv/.mov/.webm: container by extension), a folder for PNG frames, or an image "
         "(for an image input)",
     )
-    _add_model_and_running(parser)
+    add_model_arguments(parser)
+    add_look_arguments(parser)
+    add_running_arguments(parser)
     _add_long_videos(parser)
-    _add_size_encoding_and_output(parser)
+    add_size_and_encoding_arguments(parser)
+    _add_output(parser)
 
 
 def _add_long_videos(parser: argparse.ArgumentParser) -> None:
@@ -137,89 +89,13 @@ def _add_long_videos(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--warmup",
-        type=_nonneg_int,
+        type=nonneg_int,
         default=DEFAULT_WARMUP,
         help=f"frames before a segment that warm its forward propagation up, not output (default {DEFAULT_WARMUP})",
     )
 
 
-def _add_model_and_running(parser: argparse.ArgumentParser) -> None:
-    from realbasicvsr.upscale.config import DEFAULT_OVERLAP, DEFAULT_WINDOW
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--weights",
-        default=None,
-        help="weights: a .pth (official) or .safetensors (ours) path, or a known name (realbasicvsr_x4 = the "
-        "official release, downloaded on first use); default: the official release if it is already cached, "
-        "else the bundled compact model (never a download)",
-    )
-    model.add_argument(
-        "--cleaning-threshold",
-        type=float,
-        default=255.0,
-        help="dynamic refinement threshold in 0-255 units: 255 = one cleaning pass (official demo, default), "
-        "5 = the benchmark setting (up to 3 passes)",
-    )
-    run = parser.add_argument_group("running")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    run.add_argument(
-        "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
-        help="precision: auto = fp16 on CUDA, fp32 elsewhere; fp16 is CUDA-only; a window that gives NaN/Inf is "
-        "redone in fp32",
-    )
-    run.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"frames per window (default {DEFAULT_WINDOW})")
-    run.add_argument(
-        "--overlap",
-        type=_nonneg_int,
-        default=DEFAULT_OVERLAP,
-        help=f"look-ahead frames run and discarded after each window (default {DEFAULT_OVERLAP})",
-    )
-    run.add_argument(
-        "--on-error",
-        choices=("stop", "conceal"),
-        default="conceal",
-        help="damaged input: conceal (default) keeps what FFmpeg conceals and repeats the previous frame for one "
-        "that does not decode, with one warning listing them; stop ends at the first, before any model work",
-    )
-    run.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="NHWC memory layout for weights and activations (default on: faster with oneDNN on CPU and on CUDA)",
-    )
-
-
-def _add_size_encoding_and_output(parser: argparse.ArgumentParser) -> None:
-    size = parser.add_argument_group("size")
-    group = size.add_mutually_exclusive_group()
-    group.add_argument("--outscale", type=_positive_float, help="output scale vs the input, e.g. 1.5 (default 4)")
-    group.add_argument("--size", type=_size, help="exact output size WIDTHxHEIGHT, e.g. 1920x1080")
-    enc = parser.add_argument_group("encoding (video outputs)")
-    enc.add_argument(
-        "--codec",
-        help="libx264, libx265, libvpx-vp9 or ffv1 (lossless); default libx264, and for a 10-bit or deeper source "
-        "HEVC Main 10 (libx265; VP9 profile 2 in .webm), which plays where H.264 High 10 does not",
-    )
-    enc.add_argument("--crf", type=float, help="quality (lower is better): default 18 x264, 20 x265, 24 VP9")
-    enc.add_argument("--preset", help="encoder speed preset (x264/x265: ultrafast ... veryslow; default medium)")
-    enc.add_argument("--pix-fmt", help="output pixel format (default yuv420p; yuv420p10le for 10-bit sources)")
-    enc.add_argument("--lossless", action="store_true", help="lossless encode (x264 qp 0, x265/VP9 lossless=1)")
-    enc.add_argument("--fps", type=_fps, help="frame rate of a video made from images (default 25)")
-    enc.add_argument(
-        "--no-copy-streams",
-        action="store_true",
-        help="do not copy the source's other streams (audio, subtitles, cover art, further tracks)",
-    )
-    enc.add_argument(
-        "--audio-codec",
-        choices=("copy", "aac", "opus"),
-        default="copy",
-        help="copy (default): the audio streams as they are; aac or opus: re-encode every audio stream (its "
-        "language, title and dispositions kept), for a container that cannot hold the source's audio",
-    )
+def _add_output(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output")
     out.add_argument(
@@ -241,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from realbasicvsr.upscale.plan import SegmentConfig
     from realbasicvsr.upscale.run import upscale_video
 
-    options, encode = _configs(args)  # before the weights: a bad setting is reported at once
+    options, encode = upscale_configs(args)  # before the weights: a bad setting is reported at once
     segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup, args.batch)
     weights = args.weights if args.weights is not None else _default_weights()
     if is_video_library(args.input) or args.container is not None:  # a folder of videos: each one into OUT_DIR
@@ -260,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 args.input,
                 args.output,
                 weights=weights,
-                cleaning_threshold=args.cleaning_threshold,
+                fidelity_weights=args.fidelity_weights,
                 options=options,
                 encode=encode,
                 overwrite=args.overwrite,
@@ -310,29 +186,6 @@ def kept_after_stop(args: argparse.Namespace) -> str | None:
     if done:
         return f"{done} finished segment(s) are kept in {work}; run the same command with --resume to continue"
     return None
-
-
-def _configs(args: argparse.Namespace) -> tuple[UpscaleConfig, EncodeConfig]:
-    """The library configs of the parsed flags, with "auto" device and dtype settled by the library's rule (so an
-    unusable device or precision is reported before anything is loaded)."""
-    from realbasicvsr.media.write import EncodeConfig
-    from realbasicvsr.upscale.config import UpscaleConfig, resolve_config
-
-    options = UpscaleConfig(
-        window=args.window,
-        overlap=args.overlap,
-        device=args.device,
-        dtype=args.dtype,
-        channels_last=args.channels_last,
-        outscale=args.outscale,
-        out_size=args.size,
-        on_error=args.on_error,
-    )
-    options = resolve_config(options)
-    encode = EncodeConfig(
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, lossless=args.lossless
-    )
-    return options, encode
 
 
 def _default_weights() -> Path:

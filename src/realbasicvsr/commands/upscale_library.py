@@ -77,7 +77,7 @@ def run_library(
                 container=args.container,
                 overwrite=args.overwrite,
                 weights=weights,
-                cleaning_threshold=args.cleaning_threshold,
+                fidelity_weights=args.fidelity_weights,
                 options=options,
                 encode=encode,
                 progress=progress,

@@ -60,7 +60,8 @@ class RealBasicVSR(nn.Module):
     Dynamic refinement: the cleaning module runs up to `max_cleaning_passes` times; after each pass the residue is
     added and the loop stops when `mean(|residue|) < cleaning_threshold / 255` over the whole batch. The threshold
     uses the reference's 0-255 units: 255 (default) = one pass, as the official inference script; 5 = the
-    benchmark setting in the release config's comment.
+    benchmark setting in the release config's comment. `cleaning_passes` N (not in the reference) replaces the
+    rule with exactly N passes; 0 feeds the input to BasicVSR uncleaned.
     """
 
     def __init__(
@@ -70,13 +71,17 @@ class RealBasicVSR(nn.Module):
         cleaning_threshold: float = OFFICIAL_INFERENCE_THRESHOLD,
         max_cleaning_passes: int = 3,
         cleaning_chunk: int | None = None,
+        cleaning_passes: int | None = None,
     ) -> None:
         super().__init__()
         self.config = config or ModelConfig()
         if max_cleaning_passes < 1:
             raise ValueError(f"max_cleaning_passes must be at least 1, got {max_cleaning_passes}")
+        if cleaning_passes is not None and cleaning_passes < 0:
+            raise ValueError(f"cleaning_passes must be >= 0 (0 = no cleaning), got {cleaning_passes}")
         self.cleaning_threshold = float(cleaning_threshold)
         self.max_cleaning_passes = max_cleaning_passes
+        self.cleaning_passes = cleaning_passes  # None: the threshold rule; N: exactly N passes
         # Frames cleaned per call of the cleaning module; None = all at once. Only memory use changes (the
         # pass decision is still made on the mean over all frames); results differ by float rounding at most.
         self.cleaning_chunk = cleaning_chunk
@@ -102,16 +107,21 @@ class RealBasicVSR(nn.Module):
         n, t, c, h, w = lq.shape
         flat = lq.reshape(n * t, c, h, w).contiguous(memory_format=self.basicvsr.memory_format)
         chunk = self.cleaning_chunk or n * t
+        fixed = self.cleaning_passes
         threshold = self.cleaning_threshold / 255.0
         passes = 0
-        for passes in range(1, self.max_cleaning_passes + 1):  # noqa: B007 (passes is read after the loop)
+        for passes in range(1, (self.max_cleaning_passes if fixed is None else fixed) + 1):  # noqa: B007 (read after)
             residues = [self.image_cleaning(part) for part in flat.split(chunk)]
-            abs_sum = sum(r.abs().sum(dtype=torch.float64) for r in residues) if len(residues) > 1 else None
             residue = torch.cat(residues) if len(residues) > 1 else residues[0]
             flat = flat + residue
+            if fixed is not None:
+                continue
+            abs_sum = sum(r.abs().sum(dtype=torch.float64) for r in residues) if len(residues) > 1 else None
             mean_abs = abs_sum / residue.numel() if abs_sum is not None else residue.abs().mean()
             if mean_abs < threshold:
                 break
+        if passes == 0:
+            flat = flat.clone()  # a new tensor even without a pass: callers may write to it
         self.last_cleaning_passes = passes
         return flat.view(n, t, c, h, w)
 
@@ -177,7 +187,7 @@ class RealBasicVSR(nn.Module):
         return (
             f"mid_channels={cfg.mid_channels}, num_propagation_blocks={cfg.num_propagation_blocks}, "
             f"num_cleaning_blocks={cfg.num_cleaning_blocks}, cleaning_threshold={self.cleaning_threshold}, "
-            f"max_cleaning_passes={self.max_cleaning_passes}"
+            f"max_cleaning_passes={self.max_cleaning_passes}, cleaning_passes={self.cleaning_passes}"
         )
 
 

@@ -22,6 +22,10 @@ DEFAULT_OVERLAP = 12
 # purely convolutional, so it runs in horizontal stripes of at most this many LR pixels (256x256; 1 GB), each
 # with STRIPE_HALO rows of context above and below; frames up to that size run in one piece, as before.
 DEFAULT_STRIPE_PIXELS = 256 * 256
+# Bounds of the look settings (UpscaleConfig): beyond them the result is no longer a picture anyone wants.
+MAX_CLEANING_PASSES = 10
+MAX_GRAIN = 50.0
+MIN_GRAIN_SIZE, MAX_GRAIN_SIZE = 0.1, 16.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,17 @@ class UpscaleConfig:
     and fp16 on CUDA, fp32 elsewhere. `on_error` is what damaged input frames do (`realbasicvsr.media.decode_errors`):
     "conceal" keeps FFmpeg's concealment and repeats the previous frame for one that does not decode, with one
     warning that counts them; "stop" ends the run at the first, before any model work (the planning pass).
+
+    The look (issue 15; docs/restoration.md), none of which needs retraining:
+    - `strength` 0..1 blends the fidelity (stage 1, no GAN) and the perceptual (stage 2, GAN) weights of a pair
+      parameter by parameter (`realbasicvsr.weights.strength`); None runs the weights as given.
+    - `cleaning_threshold` (0-255 units) and `cleaning_passes` (exactly N passes, 0 = no cleaning) set the
+      cleaning module's dynamic refinement; None keeps the model's (one pass for loaded weights).
+    - `grain` (standard deviation in 8-bit levels at mid-grey; 0 = off), `grain_size` (feature size in pixels of
+      a 1080-line picture) and `grain_seed` add seeded film grain to the output's luma
+      (`realbasicvsr.upscale.finish.add_grain`).
+    - `color_fix` matches each output frame's low frequencies to its input frame
+      (`realbasicvsr.upscale.finish.color_fix`): no colour shift or blotch survives.
     """
 
     window: int = DEFAULT_WINDOW
@@ -44,6 +59,13 @@ class UpscaleConfig:
     out_size: tuple[int, int] | None = None
     stripe_pixels: int = DEFAULT_STRIPE_PIXELS  # LR pixels per stripe of the x4 stage; 0 = whole frames
     on_error: OnError = "conceal"
+    strength: float | None = None
+    cleaning_threshold: float | None = None
+    cleaning_passes: int | None = None
+    grain: float = 0.0
+    grain_size: float = 1.0
+    grain_seed: int = 0
+    color_fix: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -60,6 +82,25 @@ class UpscaleConfig:
             )
         if self.stripe_pixels < 0:
             raise ConfigError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
+        self._check_look()
+
+    def _check_look(self) -> None:
+        checks = (
+            ("strength", self.strength, 0.0, 1.0, "0 = the fidelity model, 1 = the perceptual (GAN) model"),
+            ("cleaning_threshold", self.cleaning_threshold, 0.0, 255.0, "in 0-255 units; 255 = one pass"),
+            ("cleaning_passes", self.cleaning_passes, 0, MAX_CLEANING_PASSES, "0 = no cleaning"),
+            ("grain", self.grain, 0.0, MAX_GRAIN, "8-bit levels at mid-grey; 0 = off, 2-6 is typical"),
+            ("grain_size", self.grain_size, MIN_GRAIN_SIZE, MAX_GRAIN_SIZE, "pixels of a 1080-line picture"),
+            ("grain_seed", self.grain_seed, 0, 2**63 - 1, "any whole number >= 0"),
+        )
+        for name, value, low, high, meaning in checks:
+            if value is None:
+                continue
+            whole = isinstance(low, int)
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+                raise ConfigError(f"{name} must be a {'whole ' if whole else ''}number, got {value!r}", option=name)
+            if not low <= value <= high:  # also refuses NaN
+                raise ConfigError(f"{name} must be in {low}..{high} ({meaning}), got {value}", option=name)
 
 
 def pick_device(name: str = "auto") -> str:

@@ -204,7 +204,7 @@ def upscale_library(
     overwrite: bool = False,
     model: RealBasicVSR | None = None,
     weights: str | Path | None = None,
-    cleaning_threshold: float = 255.0,
+    fidelity_weights: str | Path | None = None,
     encode: EncodeConfig | None = None,
     options: UpscaleConfig | None = None,
     progress: ProgressCallback | None = None,
@@ -215,7 +215,8 @@ def upscale_library(
 
     `container` ("mp4", "mkv", "mov", "webm") sets every output's container (default: see `output_names`).
     Outputs that exist are finished ones and are skipped unless `overwrite`. The model (`model`, else `weights`,
-    else the default weights) is loaded once, only when some file needs it. `progress(done, total)` counts frames
+    else the default weights; blended with `fidelity_weights` at `options.strength`) is loaded once, only when some
+    file needs it. `progress(done, total)` counts frames
     over the whole share (the total is the sum of the probed frame counts and grows if they were short);
     `on_file` is told as each file starts and ends. `upscale_kwargs` go to `upscale_video` unchanged (fps,
     copy_streams, ...). A `UserError` about one file is recorded in its `FileResult` and the job goes on; bad
@@ -253,7 +254,9 @@ def upscale_library(
         except UserError as error:
             results[position] = _failed(video, output, error)
     if estimates and model is None:
-        model, used = _load(weights, cleaning_threshold)
+        from realbasicvsr.weights.strength import load_upscale_model
+
+        model, used = load_upscale_model(weights, strength=options.strength, fidelity_weights=fidelity_weights)
     else:
         used = "the model given" if model is not None else ""
 
@@ -322,15 +325,6 @@ def _disk_full(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
-
-
-def _load(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:
-    from realbasicvsr.weights import default_weights, load_generator
-
-    if weights is None:
-        choice = default_weights()
-        return load_generator(choice.path, cleaning_threshold=cleaning_threshold), choice.note
-    return load_generator(weights, cleaning_threshold=cleaning_threshold), str(weights)
 
 
 class _Progress:

@@ -275,6 +275,10 @@ def run_identity(
         "fps": None if fps is None else str(fps),
         "cleaning_threshold": getattr(model, "cleaning_threshold", None),
         "max_cleaning_passes": getattr(model, "max_cleaning_passes", None),
+        "cleaning_passes": getattr(model, "cleaning_passes", None),
+        "strength": options.strength,  # also in the weights' fingerprint; named here for the message
+        "grain": [options.grain, options.grain_size, options.grain_seed] if options.grain else None,
+        "color_fix": options.color_fix,
     }
     scenes = segments.scenes
     if scenes not in ("auto", "off"):

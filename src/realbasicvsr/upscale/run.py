@@ -99,7 +99,7 @@ def upscale_video(
     copy_streams: bool = True,
     audio_codec: AudioCodec = "copy",
     progress: ProgressCallback | None = None,
-    cleaning_threshold: float = 255.0,
+    fidelity_weights: str | Path | None = None,
     segments: SegmentConfig | None = None,
     resume: bool = False,
     workers: tuple[int, int] | None = None,
@@ -109,7 +109,9 @@ def upscale_video(
 
     Give `model` or `weights` (a path or known name for `realbasicvsr.weights.load_generator`); with neither, the
     default weights run (`realbasicvsr.weights.default_weights`: the cached official release, else the bundled
-    compact model), and `UpscaleResult.weights` says which. `options.device` / `options.dtype` "auto" are resolved
+    compact model), and `UpscaleResult.weights` says which. `options.strength` blends them with their fidelity
+    partner, or with `fidelity_weights` (`realbasicvsr.weights.strength`); a given `model` is run as it is.
+    `options.device` / `options.dtype` "auto" are resolved
     here (`resolve_config`). `fps` sets the frame rate of a video made from images (default 25). The source's other
     streams (audio, subtitles, cover art, further tracks) are copied when `copy_streams`, its audio re-encoded with
     `audio_codec` "aac" or "opus" (default "copy"); what the output cannot hold is checked before any model work
@@ -167,7 +169,11 @@ def upscale_video(
             check_disk=not (work.exists() and resume),
         )  # fmt: skip
     if model is None:
-        model, used = _load_model(weights, cleaning_threshold)
+        from realbasicvsr.weights.strength import load_upscale_model
+
+        model, used = load_upscale_model(weights, strength=options.strength, fidelity_weights=fidelity_weights)
+    elif options.strength is not None or fidelity_weights is not None:
+        raise UserError("a strength blend loads its two weight files: give weights, not a model", option="strength")
     else:
         used = "the model given"
     width, height = output_size(info.width, info.height, options)
@@ -323,16 +329,6 @@ def _stitch_and_commit(
         if work.path.exists():
             raise
         # the folder went before this worker could lock it: another worker stitched
-
-
-def _load_model(weights: str | Path | None, cleaning_threshold: float) -> tuple[RealBasicVSR, str]:
-    """The generator of `weights` (or of the default weights) and a line saying which weights those are."""
-    from realbasicvsr.weights import default_weights, load_generator
-
-    if weights is None:
-        choice = default_weights()
-        return load_generator(choice.path, cleaning_threshold=cleaning_threshold), choice.note
-    return load_generator(weights, cleaning_threshold=cleaning_threshold), str(weights)
 
 
 @contextlib.contextmanager

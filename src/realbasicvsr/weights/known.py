@@ -68,9 +68,10 @@ class KnownWeights:
     filename: str
     sha256_prefix: str
     description: str
+    fidelity: str = ""  # the known name of its stage-1 (no GAN) partner, for a strength blend
 
 
-# name -> published file. The official x4 release (stage 2, GAN) of RealBasicVSR.
+# name -> published file. The official x4 releases of RealBasicVSR: stage 2 (GAN) and stage 1 (no GAN, "wogan").
 KNOWN_WEIGHTS: dict[str, KnownWeights] = {
     "realbasicvsr_x4": KnownWeights(
         name="realbasicvsr_x4",
@@ -79,6 +80,16 @@ KNOWN_WEIGHTS: dict[str, KnownWeights] = {
         filename="realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
         sha256_prefix="52f77c2c",
         description="official RealBasicVSR x4 release (c64b20, REDS, stage 2 with GAN), OpenMMLab",
+        fidelity="realbasicvsr_wogan_x4",
+    ),
+    "realbasicvsr_wogan_x4": KnownWeights(
+        name="realbasicvsr_wogan_x4",
+        url="https://download.openmmlab.com/mmediting/restorers/real_basicvsr/"
+        "realbasicvsr_wogan_c64b20_2x30x8_lr1e-4_300k_reds_20211027-0e2ff207.pth",
+        filename="realbasicvsr_wogan_c64b20_2x30x8_lr1e-4_300k_reds_20211027-0e2ff207.pth",
+        sha256_prefix="0e2ff207",
+        description="official RealBasicVSR x4 stage-1 release (c64b20, REDS, L1 + cleaning, no GAN), OpenMMLab; "
+        "the fidelity end of --strength",
     ),
 }
 DEFAULT_WEIGHTS = "realbasicvsr_x4"

@@ -29,10 +29,12 @@ from realbasicvsr.errors import UserError
 from realbasicvsr.media.files import atomic_output
 from realbasicvsr.models.realbasicvsr import OFFICIAL_INFERENCE_THRESHOLD, ModelConfig, RealBasicVSR
 from realbasicvsr.models.spynet import SPyNet
-from realbasicvsr.weights.known import resolve_weights
+from realbasicvsr.weights.known import bundled_weights_path, resolve_weights, verify_bundled
 
 CONFIG_METADATA_KEY = "realbasicvsr_model_config"
 FORMAT_METADATA_KEY = "realbasicvsr_format"
+# A file that holds only the tensors differing from a base file names the base by its sha256 under this key.
+BASE_SHA256_KEY = "realbasicvsr_base_sha256"
 RELEASE_FORMAT_VERSION = "1"
 SPYNET_METADATA = {"realbasicvsr_spynet": "synthetic-pretrained"}
 # Where SPyNet's weights sit in the files we accept: training checkpoints (generator / EMA), a generator state dict
@@ -177,17 +179,66 @@ def load_generator(
     download: bool = True,
 ) -> RealBasicVSR:
     """Build a `RealBasicVSR` from an official mmediting checkpoint, our release file or a known name; eval mode."""
-    path = resolve_weights(path_or_name, download=download)
-    if path.suffix == ".safetensors":
-        config = read_release_config(path)  # checked against the file's tensor shapes before anything is read
-        generator_state, _ = select_generator_state(read_state_file(path), ema=ema)
-    else:
-        state = read_state_file(path)
-        generator_state, _ = select_generator_state(state, ema=ema)
-        config = infer_model_config(generator_state)
+    state, config = generator_state(path_or_name, ema=ema, download=download)
     model = RealBasicVSR(config, cleaning_threshold=cleaning_threshold, max_cleaning_passes=max_cleaning_passes)
-    load_state_strict(model, generator_state, str(path))
+    load_state_strict(model, state, str(path_or_name))
     return model.eval()
+
+
+def generator_state(
+    path_or_name: str | Path, *, ema: bool = True, download: bool = True
+) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """The generator tensors (EMA preferred, prefixes stripped) and the architecture of a weights file or known
+    name. A file of differences (`write_differences`: the bundled GAN fine-tune) comes back applied to its base."""
+    path = resolve_weights(path_or_name, download=download)
+    if path.suffix != ".safetensors":
+        state, _ = select_generator_state(read_state_file(path), ema=ema)
+        return state, infer_model_config(state)
+    config = read_release_config(path)  # checked against the file's tensor shapes before anything is read
+    state, _ = select_generator_state(read_state_file(path), ema=ema)
+    base_digest = _release_metadata(path).get(BASE_SHA256_KEY)
+    if base_digest is not None:
+        state = _apply_differences(path, state, base_digest)
+    return state, config
+
+
+def _release_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def _apply_differences(path: Path, differences: dict[str, torch.Tensor], base_digest: str) -> dict[str, torch.Tensor]:
+    """The base file's tensors with `differences` in place. Files of differences are made for the bundled model
+    only, so the base is the bundled file, checked by sha256 (and the file itself when it is bundled too)."""
+    base = bundled_weights_path()
+    if base is None or verify_bundled(base) != base_digest:
+        raise UserError(f"{path} holds differences to a base file that this installation does not have; reinstall")
+    if path.parent == base.parent:
+        verify_bundled(path)
+    state, _ = select_generator_state(read_state_file(base))
+    for name, tensor in differences.items():
+        if name not in state or state[name].shape != tensor.shape:
+            raise UserError(f"{path} does not fit its base file {base.name} ({name}); reinstall")
+        state[name] = tensor
+    return state
+
+
+def write_differences(base: Path, model_file: Path, target: Path, record: dict[str, object]) -> Path:
+    """Write `target`: the tensors of the release file `model_file` that differ from those of the release file
+    `base`, with the base's sha256 in the metadata (so `generator_state` can apply them). The bundled GAN
+    fine-tune is stored this way: its SPyNet, most of the model, is the bundled file's."""
+    base_state = read_state_file(base)
+    changed = {k: v.contiguous() for k, v in read_state_file(model_file).items() if not torch.equal(base_state[k], v)}
+    config = read_release_config(model_file)
+    metadata = {
+        CONFIG_METADATA_KEY: json.dumps(config.to_dict(), sort_keys=True),
+        FORMAT_METADATA_KEY: RELEASE_FORMAT_VERSION,
+        BASE_SHA256_KEY: hashlib.sha256(base.read_bytes()).hexdigest(),
+    }
+    header = {"format": f"realbasicvsr-differences-v{RELEASE_FORMAT_VERSION}", "model_config": config.to_dict()}
+    return write_safetensors(target, changed, metadata, header=header, extra={**record, "base": base.name})
 
 
 def read_release_config(path: Path) -> ModelConfig:
