@@ -5,6 +5,7 @@
   python benchmarks/bench_upscale.py seams    # PSNR of windowed vs whole-sequence output on a real clip
   python benchmarks/bench_upscale.py lookahead  # compute cost of the default look-ahead
   python benchmarks/bench_upscale.py stripes    # peak RSS and speed of the x4 stage in stripes vs whole frames
+  python benchmarks/bench_upscale.py tiles      # peak RSS and speed vs tile size; PSNR of tiled vs untiled vs halo
 
 Each memory point runs in its own subprocess and reads `ru_maxrss`.
 """
@@ -102,6 +103,48 @@ def stripes_child(stripe_pixels: int, frames: int, height: int, width: int) -> N
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"stripe_pixels": stripe_pixels, "peak_mib": peak / 1024, "before_mib": before / 1024,
                       "s_per_frame": seconds / frames}))  # fmt: skip
+
+
+def tiles_child(tile: int, frames: int, height: int, width: int) -> None:
+    """Peak RSS and time of the full c64b20 model on `frames` frames of height x width in tiles of `tile`."""
+    torch.manual_seed(0)
+    model = RealBasicVSR(ModelConfig()).eval()
+    lq = [torch.rand(3, height, width) for _ in range(frames)]
+    options = UpscaleConfig(window=frames, overlap=0, tile=tile)
+    start = time.perf_counter()
+    for _hr in Upscaler(model, options).iter_tensors(lq):
+        pass
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tile": tile, "peak_mib": peak / 1024, "s_per_frame": seconds / frames}))
+
+
+def bench_tiles(args) -> None:
+    """1. memory and time of the full model vs tile size (each run in its own process, sizes interleaved);
+    2. PSNR of tiled vs untiled output vs halo, on real footage (carphone_distorted, 176x144) with the bundled
+    model, in tiles of 48 (12 tiles: most pixels near an edge)."""
+    from realbasicvsr.weights import bundled_weights_path, load_generator
+
+    for width, height in ((640, 360), (1280, 720)):
+        for tile in (0, 256, 128):
+            cmd = [sys.executable, __file__, "tiles-child", str(tile), str(args.frames), str(height), str(width)]
+            result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            name = "whole frames" if tile == 0 else f"tiles of {tile} (halo 32)"
+            print(f"full c64b20, {args.frames} frames {width}x{height}, {name}: peak RSS {result['peak_mib']:.0f} MiB, "
+                  f"{result['s_per_frame']:.1f} s/frame", flush=True)  # fmt: skip
+    model = load_generator(bundled_weights_path())
+    lq = [to_tensor(f.image) for f in islice(read_frames(probe(sample_clip())), args.psnr_frames)]
+
+    def run(**settings) -> np.ndarray:
+        upscaler = Upscaler(model, UpscaleConfig(window=10, overlap=4, **settings))
+        return np.stack([to_image(x) for x in upscaler.iter_tensors(lq)])
+
+    whole = run()
+    for halo in args.halos:
+        tiled = run(tile=48, tile_halo=halo)
+        worst = min(psnr(a, b) for a, b in zip(tiled, whole))
+        print(f"bundled model, carphone_distorted 176x144, {len(lq)} frames, tiles of 48, halo {halo}: PSNR vs "
+              f"untiled {psnr(tiled, whole):.2f} dB (worst frame {worst:.2f} dB)", flush=True)  # fmt: skip
 
 
 def bench_stripes(args) -> None:
@@ -278,6 +321,15 @@ def main() -> None:
     sc.add_argument("frames", type=int)
     sc.add_argument("height", type=int)
     sc.add_argument("width", type=int)
+    ti = sub.add_parser("tiles")
+    ti.add_argument("--frames", type=int, default=2)
+    ti.add_argument("--psnr-frames", type=int, default=20)
+    ti.add_argument("--halos", type=int, nargs="+", default=[0, 8, 16, 32, 48])
+    tc = sub.add_parser("tiles-child")
+    tc.add_argument("tile", type=int)
+    tc.add_argument("frames", type=int)
+    tc.add_argument("height", type=int)
+    tc.add_argument("width", type=int)
     la = sub.add_parser("lookahead")
     la.add_argument("--frames", type=int, default=60)
     la.add_argument("--size", type=int, default=32)
@@ -291,9 +343,11 @@ def main() -> None:
         memory_child(args.mode, args.frames, args.size)
     elif args.what == "stripes-child":
         stripes_child(args.stripe_pixels, args.frames, args.height, args.width)
+    elif args.what == "tiles-child":
+        tiles_child(args.tile, args.frames, args.height, args.width)
     else:
         benches = {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams, "lookahead": bench_lookahead,
-                   "stripes": bench_stripes}  # fmt: skip
+                   "stripes": bench_stripes, "tiles": bench_tiles}  # fmt: skip
         benches[args.what](args)
 
 

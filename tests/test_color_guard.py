@@ -50,8 +50,14 @@ def test_the_patch_sweep_measures_what_it_claims():
     assert clips.shape == (1, 3, 3, 16, 16) and abs(float(clips[0, :, 2].mean()) * 255 - 30) < 1.0
 
 
-def test_bundled_model_keeps_every_colour_of_the_cube(bundled):
-    errors = patch_errors(lambda lq: bundled(lq)[0], cube_colours())
+@pytest.mark.parametrize("strength", [None, 0.5, 1.0])
+def test_bundled_model_keeps_every_colour_of_the_cube(bundled, strength):
+    """The default (its fidelity end), and blends towards its GAN fine-tune up to the GAN model itself
+    (`--strength`)."""
+    from realbasicvsr.weights.strength import load_upscale_model
+
+    model = bundled if strength is None else load_upscale_model(bundled_weights_path(), strength=strength)[0]
+    errors = patch_errors(lambda lq: model(lq)[0], cube_colours())
     report = summary(errors, TOLERANCE)
     bad = [(e.colour, tuple(round(v) for v in e.output)) for e in errors if e.error > TOLERANCE]
     assert not bad, f"colours moved by more than {TOLERANCE} levels: {bad[:10]} ({report})"

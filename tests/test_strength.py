@@ -144,8 +144,11 @@ def test_bad_strength_settings_give_one_line(tmp_path, capsys):
     out = tmp_path / "out.mkv"
     err = one_line_error(capsys, source, out, "--weights", perceptual, "--strength", "1.5")
     assert "strength must be in 0.0..1.0" in err and "--strength" in err
-    err = one_line_error(capsys, source, out, "--weights", perceptual, "--fidelity-weights", other, "--strength", 0.5)
-    assert "different architectures" in err and "c4, 1+1" in err and "c8, 1+1" in err
+    for strength in (0, 0.5, 1):  # also at the ends, where only one of the two files would run
+        err = one_line_error(
+            capsys, source, out, "--weights", perceptual, "--fidelity-weights", other, "--strength", strength
+        )
+        assert "different architectures" in err and "c4, 1+1" in err and "c8, 1+1" in err
     err = one_line_error(capsys, source, out, "--weights", perceptual, "--strength", 0.5)
     assert "none is known for it" in err and "--fidelity-weights" in err
     err = one_line_error(capsys, source, out, "--weights", perceptual, "--fidelity-weights", fidelity)

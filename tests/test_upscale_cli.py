@@ -15,7 +15,7 @@ from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, write_image
 from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.upscale.config import UpscaleConfig
-from realbasicvsr.upscale.run import _cpu_threads, upscale_video
+from realbasicvsr.upscale.run import limit_cpu_threads, upscale_video
 from realbasicvsr.weights import bundled_weights_path
 from test_video import make_clip, packets_bytes, video_timing
 
@@ -314,15 +314,15 @@ def test_lossless_encoders_reproduce_the_frames(tmp_path, codec, suffix):
     assert max(np.abs(a - b).max() for a, b in zip(reference, decoded)) <= 3
 
 
-def test_cpu_threads_are_limited_for_a_gpu_run_and_restored():
+def testlimit_cpu_threads_are_limited_for_a_gpu_run_and_restored():
     """upscale_video drops torch to 1 CPU thread while a GPU runs the model (the H200 measurement in
-    pipeline._cpu_threads); the setting comes back afterwards, also after an error, and CPU runs keep theirs."""
+    pipeline.limit_cpu_threads); the setting comes back afterwards, also after an error, and CPU runs keep theirs."""
     import torch
 
     before = torch.get_num_threads()
-    with _cpu_threads(None):
+    with limit_cpu_threads(None):
         assert torch.get_num_threads() == before
-    with pytest.raises(KeyError), _cpu_threads(1):
+    with pytest.raises(KeyError), limit_cpu_threads(1):
         assert torch.get_num_threads() == 1
         raise KeyError("failure inside")
     assert torch.get_num_threads() == before

@@ -1,7 +1,8 @@
 """realbasicvsr: RealBasicVSR real-world video super-resolution.
 
 Public API (imported lazily so that `import realbasicvsr` stays light):
-`RealBasicVSR`, `ModelConfig`, `load_generator`, `save_release`, `UNetDiscriminator`.
+`RealBasicVSR`, `ModelConfig`, `load_generator`, `save_release`, `UNetDiscriminator`; `upscale_video` with its
+`UpscaleConfig` (the look controls included), `load_upscale_model` (weights, strength blends) and `preview_video`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ _EXPORTS = {
     "load_generator": "realbasicvsr.weights",
     "save_release": "realbasicvsr.weights",
     "UserError": "realbasicvsr.errors",
+    "upscale_video": "realbasicvsr.upscale.run",
+    "UpscaleConfig": "realbasicvsr.upscale.config",
+    "load_upscale_model": "realbasicvsr.weights.strength",
+    "preview_video": "realbasicvsr.preview",
+    "PreviewResult": "realbasicvsr.preview",
 }
 
 __all__ = ["__version__", *_EXPORTS]

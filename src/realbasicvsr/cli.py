@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "export": "write a training run's EMA generator as release weights (.safetensors)",
     "pretrain-spynet": "pretrain the SPyNet optical flow on synthetic motion over bundled photographs (no download)",
     "prepare": "cut large training frames into overlapping sub-images (480x480, step 240)",
+    "preview": "try the upscale settings on a few seconds: before/after image, wipe video, projected time and size",
     "upscale": "upscale a video, image folder or image (streaming; audio, fps and timestamps kept)",
 }
 

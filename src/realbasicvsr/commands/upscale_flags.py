@@ -33,6 +33,8 @@ FLAGS = {
     "batch": "--batch",
     "container": "--container",
     "on_error": "--on-error",
+    "tile": "--tile",
+    "tile_halo": "--tile-halo",
     "strength": "--strength",
     "fidelity_weights": "--fidelity-weights",
     "cleaning_threshold": "--cleaning-threshold",
@@ -158,9 +160,13 @@ def add_look_arguments(parser: argparse.ArgumentParser, *, strength_list: bool =
     look.add_argument("--grain-seed", type=nonneg_int, default=0, metavar="N", help="grain seed (default 0)")
     look.add_argument(
         "--color-fix",
-        action="store_true",
-        help="keep the input's colours: match each output frame's broad colours to its input frame (removes "
-        "colour shifts and blotches the model makes; fine detail is untouched)",
+        nargs="?",
+        const="all",
+        default="off",
+        choices=("all", "chroma"),
+        help="keep the input's colours: match each output frame's broad colour and brightness (scales above ~2 input "
+        "pixels) to its input frame, which removes colour shifts, blotches and brightness drift the model makes; "
+        "fine detail is untouched. --color-fix chroma corrects the colour only and keeps the model's lightness",
     )
 
 
@@ -183,6 +189,21 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
         type=nonneg_int,
         default=DEFAULT_OVERLAP,
         help=f"look-ahead frames run and discarded after each window (default {DEFAULT_OVERLAP})",
+    )
+    run.add_argument(
+        "--tile",
+        type=nonneg_int,
+        default=0,
+        metavar="PX",
+        help="split each frame into tiles of about PX x PX input pixels, each run through the whole model on its "
+        "own across time and blended back: memory of one tile instead of the frame (default 0 = whole frames)",
+    )
+    run.add_argument(
+        "--tile-halo",
+        type=nonneg_int,
+        default=None,
+        metavar="PX",
+        help="input pixels of context around each tile (default 32, chosen by measurement: docs/upscaling.md)",
     )
     run.add_argument(
         "--on-error",
@@ -247,6 +268,8 @@ def upscale_configs(args: argparse.Namespace, strength: float | None = None) -> 
         outscale=args.outscale,
         out_size=args.size,
         on_error=args.on_error,
+        tile=args.tile,
+        **({} if args.tile_halo is None else {"tile_halo": args.tile_halo}),
         strength=strength,
         cleaning_threshold=args.cleaning_threshold,
         cleaning_passes=args.cleaning_passes,

@@ -9,6 +9,8 @@ import torch
 
 from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.media.decode_errors import ON_ERROR_CHOICES, OnError
+from realbasicvsr.upscale.finish import MAX_GRAIN, MAX_GRAIN_SIZE
+from realbasicvsr.upscale.tiles import DEFAULT_TILE_HALO
 
 Precision = Literal["fp32", "bf16", "fp16"]
 # "auto" is resolved by `resolve_dtype` for the device the run uses.
@@ -24,8 +26,9 @@ DEFAULT_OVERLAP = 12
 DEFAULT_STRIPE_PIXELS = 256 * 256
 # Bounds of the look settings (UpscaleConfig): beyond them the result is no longer a picture anyone wants.
 MAX_CLEANING_PASSES = 10
-MAX_GRAIN = 50.0
-MIN_GRAIN_SIZE, MAX_GRAIN_SIZE = 0.1, 16.0
+MIN_GRAIN_SIZE = 0.1
+ColorFix = Literal["off", "all", "chroma"]
+COLOR_FIX_CHOICES = ("off", "all", "chroma")
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ class UpscaleConfig:
     - `grain` (standard deviation in 8-bit levels at mid-grey; 0 = off), `grain_size` (feature size in pixels of
       a 1080-line picture) and `grain_seed` add seeded film grain to the output's luma
       (`realbasicvsr.upscale.finish.add_grain`).
-    - `color_fix` matches each output frame's low frequencies to its input frame
-      (`realbasicvsr.upscale.finish.color_fix`): no colour shift or blotch survives.
+    - `color_fix` "all" matches each output frame's low frequencies (scales above ~2 input pixels) to its input
+      frame in OKLab (`realbasicvsr.upscale.finish.color_fix`): colour shifts, blotches and brightness drift
+      go; "chroma" corrects the colour (a, b) only and keeps the model's lightness; "off" (default).
     """
 
     window: int = DEFAULT_WINDOW
@@ -59,13 +63,15 @@ class UpscaleConfig:
     out_size: tuple[int, int] | None = None
     stripe_pixels: int = DEFAULT_STRIPE_PIXELS  # LR pixels per stripe of the x4 stage; 0 = whole frames
     on_error: OnError = "conceal"
+    tile: int = 0  # LR pixels per tile side (the core, before the halo); 0 = whole frames (`upscale.tiles`)
+    tile_halo: int = DEFAULT_TILE_HALO
     strength: float | None = None
     cleaning_threshold: float | None = None
     cleaning_passes: int | None = None
     grain: float = 0.0
     grain_size: float = 1.0
     grain_seed: int = 0
-    color_fix: bool = False
+    color_fix: ColorFix = "off"
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -80,6 +86,11 @@ class UpscaleConfig:
             raise ConfigError(
                 f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {self.on_error!r}", option="on_error"
             )
+        if self.tile < 0 or self.tile_halo < 0:
+            raise ConfigError(
+                f"tile and tile_halo must be >= 0 (tile 0 = whole frames), got {self.tile}, {self.tile_halo}",
+                option="tile",
+            )
         if self.stripe_pixels < 0:
             raise ConfigError(f"stripe_pixels must be >= 0 (0 = whole frames), got {self.stripe_pixels}")
         self._check_look()
@@ -93,6 +104,10 @@ class UpscaleConfig:
             ("grain_size", self.grain_size, MIN_GRAIN_SIZE, MAX_GRAIN_SIZE, "pixels of a 1080-line picture"),
             ("grain_seed", self.grain_seed, 0, 2**63 - 1, "any whole number >= 0"),
         )
+        if self.color_fix not in COLOR_FIX_CHOICES:
+            raise ConfigError(
+                f"color_fix must be one of {', '.join(COLOR_FIX_CHOICES)}, got {self.color_fix!r}", option="color_fix"
+            )
         for name, value, low, high, meaning in checks:
             if value is None:
                 continue

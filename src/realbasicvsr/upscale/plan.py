@@ -270,6 +270,7 @@ def run_identity(
         "dtype": options.dtype,
         "channels_last": options.channels_last,
         "stripe_pixels": options.stripe_pixels,
+        "tiles": [options.tile, options.tile_halo] if options.tile else None,
         "size": [width, height],
         "output": kind + output.suffix.lower(),
         "fps": None if fps is None else str(fps),

@@ -176,12 +176,9 @@ def upscale_video(
         raise UserError("a strength blend loads its two weight files: give weights, not a model", option="strength")
     else:
         used = "the model given"
+    if kind == "video":
+        options = even_for_encoder(options, info, encode)
     width, height = output_size(info.width, info.height, options)
-    subsampled = encode.resolved_pix_fmt(info.bit_depth).startswith(("yuv420", "yuv422", "nv12"))
-    if kind == "video" and subsampled and options.out_size is None and (width % 2 or height % 2):
-        # 4:2:0 needs even sizes; round a scale-derived size down to even (as ffmpeg's scale=-2 does).
-        width, height = width - width % 2, height - height % 2
-        options = replace(options, out_size=(width, height))
     start = time.perf_counter()
     segments = replace(segments, batch=auto_batch(segments, options.device, info.width, info.height))
     upscaler = Upscaler(model, options)
@@ -202,7 +199,7 @@ def upscale_video(
     with work.hold() if world == 1 else contextlib.nullcontext():
         try:
             plan = plan_once(make, lambda: work.resume(identity, clean=False), collective=workers is None)
-            with _cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
+            with limit_cpu_threads(1 if upscaler.device.type != "cpu" else cpu_threads_per_worker()):
                 written = _run(upscaler, info, plan, work, make_writer, progress, rank, world, segments.batch or 1)
             complete = all(work.is_done(s) for s in plan.segments)
             if complete:
@@ -331,8 +328,18 @@ def _stitch_and_commit(
         # the folder went before this worker could lock it: another worker stitched
 
 
+def even_for_encoder(options: UpscaleConfig, info: VideoInfo, encode: EncodeConfig) -> UpscaleConfig:
+    """`options` with a scale-derived odd output size rounded down to even when the encoder's pixel format is
+    chroma-subsampled (4:2:0 and 4:2:2 need even sizes; as ffmpeg's scale=-2 does). An exact size is kept."""
+    width, height = output_size(info.width, info.height, options)
+    subsampled = encode.resolved_pix_fmt(info.bit_depth).startswith(("yuv420", "yuv422", "nv12"))
+    if subsampled and options.out_size is None and (width % 2 or height % 2):
+        return replace(options, out_size=(width - width % 2, height - height % 2))
+    return options
+
+
 @contextlib.contextmanager
-def _cpu_threads(count: int | None) -> Iterator[None]:
+def limit_cpu_threads(count: int | None) -> Iterator[None]:
     """Limit torch's CPU threads while a GPU runs the model. Measured on an H200 machine (16 vCPUs,
     benchmarks/bench_gpu.py pipeline): 34 -> 53 frames/s at 320x180 -> 720p, because idle intra-op threads
     kept spinning on the cores the encoder threads need. None leaves the setting alone (CPU inference)."""

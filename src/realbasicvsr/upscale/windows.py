@@ -29,6 +29,7 @@ from realbasicvsr.media.read import Frame
 from realbasicvsr.models import basicvsr
 from realbasicvsr.models.realbasicvsr import RealBasicVSR, StreamState
 from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size, resolve_config
+from realbasicvsr.upscale.tiles import SCALE, Tile, add_tile, crop, tile_grid
 
 
 class Upscaler:
@@ -39,13 +40,20 @@ class Upscaler:
     is moved to the device (and to channels_last when asked) in place.
 
     The recurrence is the model's (`RealBasicVSR.stream_window`); this class cuts the stream into windows, sets
-    the precision, redoes a window in fp32 when reduced precision overflowed, and resizes the output.
+    the precision, redoes a window in fp32 when reduced precision overflowed, and resizes the output. The look
+    options apply here too: the cleaning settings to the model, and to each output `Frame` the colour fix and
+    then the grain (seeded by the frame's index, so a segment, a resumed run and a preview give every frame the
+    same grain). `iter_tensors` yields the model's output without them.
     """
 
     def __init__(self, model: RealBasicVSR, options: UpscaleConfig | None = None) -> None:
         self.options = resolve_config(options or UpscaleConfig())  # "auto" device/dtype settled, fp16 checked
         self.device = torch.device(self.options.device)
         self.model = model.eval().to(self.device)
+        if self.options.cleaning_threshold is not None:
+            self.model.cleaning_threshold = float(self.options.cleaning_threshold)
+        if self.options.cleaning_passes is not None:
+            self.model.cleaning_passes = self.options.cleaning_passes
         if self.options.channels_last:
             if hasattr(self.model, "use_channels_last"):
                 self.model.use_channels_last()  # also switches the per-frame activations
@@ -74,27 +82,83 @@ class Upscaler:
         several at the cost of one); each stream's values are what it gets alone, up to float rounding."""
         window, overlap = self.options.window, self.options.overlap
         pending: list[torch.Tensor] = []
-        state: StreamState | None = None
+        grid: list[Tile] = []
+        states: list[StreamState | None] = []
         for frame in frames:
+            if not grid:  # the grid is fixed for the stream: each tile's propagation stays consistent
+                grid = tile_grid(frame.shape[-2], frame.shape[-1], self.options.tile, self.options.tile_halo)
+                states = [None] * len(grid)
             pending.append(frame)
             if warmup and len(pending) == warmup:
-                state, pending = self._warm_up(pending), []
+                lq = self._stack(pending)
+                states, pending = [self._warm_up(crop(lq, tile)) for tile in grid], []
                 warmup = 0
             elif not warmup and len(pending) >= window + max(overlap, lookahead):
-                state = yield from self._run_window(pending[: window + overlap], window, state)
+                states = yield from self._window(pending[: window + overlap], window, states, grid)
                 pending = pending[window:]
         if warmup and pending:
             raise ValueError(f"the stream ended within its {warmup} warm-up frames")
         kept = len(pending) - lookahead
         while kept > 0:
             keep = min(window, kept)
-            state = yield from self._run_window(pending[: window + overlap], keep, state)
+            states = yield from self._window(pending[: window + overlap], keep, states, grid)
             pending, kept = pending[keep:], kept - keep
 
-    def _warm_up(self, frames: list[torch.Tensor]) -> StreamState:
-        """The stream state after `frames`, from their forward branch only; redone in fp32 when reduced precision
-        overflowed (as a window is)."""
-        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
+    def _stack(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
+
+    def _window(
+        self, frames: list[torch.Tensor], keep: int, states: list[StreamState | None], grid: list[Tile]
+    ) -> Generator[torch.Tensor, None, list[StreamState | None]]:
+        """Yield the (resized) outputs of the first `keep` of `frames`; return each tile's state after them. One
+        tile is the plain path. Several run one after another on their crops, each with its state, and their x4
+        outputs are blended into the window's output frames, which are resized and yielded once all tiles ran."""
+        lq = self._stack(frames)
+        size = output_size(lq.shape[-1], lq.shape[-2], self.options)
+        if len(grid) == 1:
+            state = yield from self._resized(self._run_window(lq, keep, states[0]), size)
+            return [state]
+        canvas: torch.Tensor | None = None
+        new_states: list[StreamState | None] = []
+        for tile, state in zip(grid, states, strict=True):
+            outputs = self._run_window(crop(lq, tile), keep, state)
+            index = 0
+            while True:
+                try:
+                    hr = next(outputs)
+                except StopIteration as end:
+                    new_states.append(end.value)
+                    break
+                if canvas is None:
+                    n, _, h, w = lq.shape[0], *lq.shape[2:]
+                    canvas = torch.zeros(keep, n, 3, h * SCALE, w * SCALE, device=self.device)
+                add_tile(canvas[index], hr, tile)
+                index += 1
+        assert canvas is not None  # keep >= 1
+        for hr in canvas:
+            yield self._resize(hr, size)
+        return new_states
+
+    def _resized(
+        self, outputs: Generator[torch.Tensor, None, StreamState], size: tuple[int, int]
+    ) -> Generator[torch.Tensor, None, StreamState]:
+        while True:
+            try:
+                hr = next(outputs)
+            except StopIteration as end:
+                return end.value
+            yield self._resize(hr, size)
+
+    @staticmethod
+    def _resize(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if (hr.shape[-1], hr.shape[-2]) == size:
+            return hr
+        with torch.inference_mode():
+            return resize(hr.float(), size)
+
+    def _warm_up(self, lq: torch.Tensor) -> StreamState:
+        """The stream state after the frames `lq` (n, t, 3, h, w), from their forward branch only; redone in fp32
+        when reduced precision overflowed (as a window is)."""
         low = self.options.dtype != "fp32"
         for low_precision in (True, False) if low else (False,):
             dtype = DTYPES[self.options.dtype] if low_precision else None
@@ -106,11 +170,10 @@ class Upscaler:
         return state
 
     def _run_window(
-        self, frames: list[torch.Tensor], keep: int, state: StreamState | None
+        self, lq: torch.Tensor, keep: int, state: StreamState | None
     ) -> Generator[torch.Tensor, None, StreamState]:
-        """Yield the outputs of the first `keep` of `frames`, return the state after them. Redoes the window in
-        fp32 from the first non-finite frame on when reduced precision overflowed."""
-        lq = torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
+        """Yield the x4 outputs of the first `keep` frames of `lq` (n, t, 3, h, w), return the state after them.
+        Redoes the window in fp32 from the first non-finite frame on when reduced precision overflowed."""
         low = self.options.dtype != "fp32"
         outputs = self._window_outputs(lq, keep, state, low)
         done = 0
@@ -136,7 +199,7 @@ class Upscaler:
         self, lq: torch.Tensor, keep: int, state: StreamState | None, low_precision: bool
     ) -> Generator[torch.Tensor, None, StreamState]:
         """The model's `stream_window` on `lq` (n, t, 3, h, w), each step run in inference mode at this window's
-        precision, its outputs (n, 3, H, W) resized to the output size; returns the model's end state.
+        precision, its x4 outputs (n, 3, 4h, 4w); returns the model's end state.
 
         The autocast context is entered around each compute step and never held across a `yield`, so a consumer
         (or an abandoned generator after a fp32 fallback) never runs under this window's precision.
@@ -149,16 +212,12 @@ class Upscaler:
             stripe_pixels=self.options.stripe_pixels,
             max_flow_batch_bytes=basicvsr.SPYNET_BATCH_BYTES,  # looked up here, so that tests can lower it
         )
-        size = output_size(lq.shape[-1], lq.shape[-2], self.options)
         while True:
-            with torch.inference_mode():
-                with self._autocast(low_precision):
-                    try:
-                        hr = next(steps)
-                    except StopIteration as end:
-                        return end.value
-                if (hr.shape[-1], hr.shape[-2]) != size:
-                    hr = resize(hr.float(), size)
+            with torch.inference_mode(), self._autocast(low_precision):
+                try:
+                    hr = next(steps)
+                except StopIteration as end:
+                    return end.value
             yield hr
 
     def _autocast(self, enabled: bool) -> torch.autocast:
@@ -192,6 +251,7 @@ class Upscaler:
             yield [self._finish(source, out) for source, out in zip(queue.popleft(), hr, strict=True)]
 
     def _finish(self, source: Frame, hr: torch.Tensor) -> Frame:
+        hr = self._look(source, hr)
         depth = 16 if source.image.dtype == np.uint16 else 8
         alpha = None
         if source.alpha is not None:
@@ -199,6 +259,23 @@ class Upscaler:
                 resize(to_tensor(source.alpha[..., None]).unsqueeze(0), (hr.shape[-1], hr.shape[-2]))[0], depth
             )[..., 0]
         return replace(source, image=to_image(hr, depth), alpha=alpha)
+
+    def _look(self, source: Frame, hr: torch.Tensor) -> torch.Tensor:
+        """The colour fix (against the source frame), then the grain, of one output frame (3, H, W)."""
+        options = self.options
+        if options.color_fix == "off" and not options.grain:
+            return hr
+        from realbasicvsr.upscale import finish
+
+        batch = hr.unsqueeze(0)
+        if options.color_fix != "off":
+            lq = to_tensor(source.image, self.device).unsqueeze(0)
+            batch = finish.color_fix(batch, lq, lightness=options.color_fix == "all")
+        if options.grain:
+            batch = finish.add_grain(
+                batch, [source.index], amount=options.grain, size=options.grain_size, seed=options.grain_seed
+            )
+        return batch[0]
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -102,10 +102,9 @@ def load_upscale_model(
         return _load(weights, download), note
     pair = weights_pair(weights, fidelity_weights)
     line = f"{note}; strength {strength:g} of {pair.label}"
-    if strength == 1.0:
-        return _load(pair.perceptual, download), line
-    if strength == 0.0:
-        return _load(pair.fidelity, download), line
+    # A known pair's ends load alone (no download of the other file); a user's pair is always checked whole.
+    if fidelity_weights is None and strength in (0.0, 1.0):
+        return _load(pair.perceptual if strength == 1.0 else pair.fidelity, download), line
     fidelity_state, fidelity_config = generator_state(pair.fidelity, download=download)
     perceptual_state, perceptual_config = generator_state(pair.perceptual, download=download)
     if fidelity_config != perceptual_config:
@@ -115,8 +114,12 @@ def load_upscale_model(
             "one architecture (stage 1 and stage 2 of the same training)",
             option="fidelity_weights",
         )
+    if strength in (0.0, 1.0):  # an end: that file's tensors as they are
+        state = perceptual_state if strength == 1.0 else fidelity_state
+    else:
+        state = blend_states(fidelity_state, perceptual_state, strength)
     model = RealBasicVSR(perceptual_config)
-    load_state_strict(model, blend_states(fidelity_state, perceptual_state, strength), f"the blend {pair.label}")
+    load_state_strict(model, state, f"the blend {pair.label}")
     return model.eval(), line
 
 
