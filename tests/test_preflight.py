@@ -13,7 +13,6 @@ import pytest
 from realbasicvsr.cli import main
 from realbasicvsr.errors import UserError
 from realbasicvsr.media.preflight import check_space, plan_streams, space_needed
-from realbasicvsr.upscale import run as run_module
 from realbasicvsr.upscale.run import upscale_video
 from realbasicvsr.upscale.workspace import work_folder_of
 
@@ -48,7 +47,7 @@ def no_model(monkeypatch):
         calls.append(args)
         raise AssertionError("the model was loaded before the pre-flight checks finished")
 
-    monkeypatch.setattr(run_module, "_load_model", refuse)
+    monkeypatch.setattr("realbasicvsr.weights.strength.load_upscale_model", refuse)  # run.py imports it at the call
     return calls
 
 

@@ -165,12 +165,12 @@ def test_projection_arithmetic():
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("83.5", 83.5), ("01:23", 83.0), ("00:01:23.5", 83.5),
-                                               ("1:02:03", 3723.0), (12, 12.0)])  # fmt: skip
+                                               ("1:02:03", 3723.0), (12, 12.0), ("90:00", 5400.0)])  # fmt: skip
 def test_parse_time(text, seconds):
     assert stretch.parse_time(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["1:75", "abc", "-3", "nan", "1:2:3:4"])
+@pytest.mark.parametrize("text", ["1:75", "1:60:00", "abc", "-3", "nan", "1:2:3:4"])
 def test_parse_time_refuses(text):
     with pytest.raises(ConfigError):
         stretch.parse_time(text)

@@ -18,9 +18,9 @@ from realbasicvsr.commands import upscale_flags
 from realbasicvsr.commands.upscale_flags import (
     add_look_arguments,
     add_model_arguments,
+    add_plan_arguments,
     add_running_arguments,
     add_size_and_encoding_arguments,
-    nonneg_int,
     upscale_configs,
 )
 
@@ -60,35 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_look_arguments(parser, strength_list=True)
     add_running_arguments(parser)
-    _add_plan_arguments(parser)
+    add_plan_arguments(
+        parser.add_argument_group("scenes and segments (as the full run will use them: the projection counts them)")
+    )
     add_size_and_encoding_arguments(parser)
 
 
-def _add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    """The full run's planning settings that change its output or its work (as `upscale` takes them)."""
-    from realbasicvsr.upscale.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_WARMUP
-
-    group = parser.add_argument_group("scenes and segments (as the full run will use them)")
-    group.add_argument("--scenes", default="auto", metavar="auto|off|FILE", help="as for upscale (default auto)")
-    group.add_argument("--scene-sensitivity", type=float, help="as for upscale (0..1, default 0.5)")
-    group.add_argument(
-        "--segment-frames",
-        type=int,
-        default=DEFAULT_SEGMENT_FRAMES,
-        help=f"as for upscale (default {DEFAULT_SEGMENT_FRAMES}): the projection counts the full run's segments",
-    )
-    group.add_argument(
-        "--warmup",
-        type=nonneg_int,
-        default=DEFAULT_WARMUP,
-        help=f"warm-up frames before a segment, and before the stretch (default {DEFAULT_WARMUP})",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    import warnings
 
-    from realbasicvsr.commands.upscale import close_bar, one_line_warning, progress_bar
+    from realbasicvsr.commands.upscale import close_bar, one_line_warnings, progress_bar
     from realbasicvsr.preview import preview_video
     from realbasicvsr.upscale.plan import SegmentConfig
 
@@ -99,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup)
     bar, progress = progress_bar(args.quiet, desc="preview")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", RuntimeWarning)
-            warnings.showwarning = one_line_warning  # restored by catch_warnings
+        with one_line_warnings():
             result = preview_video(
                 args.input,
                 args.out,

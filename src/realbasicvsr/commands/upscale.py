@@ -10,15 +10,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from realbasicvsr.commands.upscale_flags import (
     FLAGS,
     add_look_arguments,
     add_model_arguments,
+    add_plan_arguments,
     add_running_arguments,
     add_size_and_encoding_arguments,
-    nonneg_int,
     upscale_configs,
 )
 
@@ -48,8 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_long_videos(parser: argparse.ArgumentParser) -> None:
-    from realbasicvsr.upscale.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_WARMUP
-
     group = parser.add_argument_group(
         "scenes, segments and resume",
         "Each scene (cut at hard cuts) is upscaled on its own; long scenes in segments of --segment-frames. "
@@ -62,36 +62,12 @@ def _add_long_videos(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue an interrupted run from its finished segments (same input, options and weights)",
     )
-    group.add_argument(
-        "--scenes",
-        default="auto",
-        metavar="auto|off|FILE",
-        help="auto (default): detect hard cuts and restart the propagation there; off: one scene; FILE: cut "
-        "frame indices from an editor (whitespace or comma separated, # comments)",
-    )
-    group.add_argument(
-        "--scene-sensitivity",
-        type=float,
-        help="0..1 (default 0.5): higher finds more cuts, also weaker ones (a jump cut within one place), lower "
-        "fewer; at the default no fade, pan, zoom or flash of our labelled set is cut, above 0.75 some are",
-    )
-    group.add_argument(
-        "--segment-frames",
-        type=int,
-        default=DEFAULT_SEGMENT_FRAMES,
-        help=f"frames per segment of a long scene: the unit of resume and sharing (default {DEFAULT_SEGMENT_FRAMES})",
-    )
+    add_plan_arguments(group)
     group.add_argument(
         "--batch",
         type=int,
         help="segments of one video run side by side in one batch (default: 1 on CPU; on CUDA up to 8 for small "
         "frames, where one stream leaves the GPU idle)",
-    )
-    group.add_argument(
-        "--warmup",
-        type=nonneg_int,
-        default=DEFAULT_WARMUP,
-        help=f"frames before a segment that warm its forward propagation up, not output (default {DEFAULT_WARMUP})",
     )
 
 
@@ -110,7 +86,6 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
-    import warnings
     from fractions import Fraction
 
     from realbasicvsr.upscale.library import is_video_library
@@ -129,9 +104,7 @@ def run(args: argparse.Namespace) -> int:
     bar, progress = progress_bar(args.quiet or rank != "0")
     on_plan = None if bar is None else planning_progress(bar)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", RuntimeWarning)
-            warnings.showwarning = one_line_warning  # restored by catch_warnings
+        with one_line_warnings():
             result = upscale_video(
                 args.input,
                 args.output,
@@ -163,6 +136,17 @@ def run(args: argparse.Namespace) -> int:
         if result.fp32_fallbacks:
             print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after reduced precision overflowed")
     return 0
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a command runs: every library RuntimeWarning (and its kinds) shown, each as one line."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", RuntimeWarning)
+        warnings.showwarning = one_line_warning  # restored by catch_warnings
+        yield
 
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

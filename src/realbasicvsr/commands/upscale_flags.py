@@ -170,9 +170,41 @@ def add_look_arguments(parser: argparse.ArgumentParser, *, strength_list: bool =
     )
 
 
+def add_plan_arguments(group: argparse._ArgumentGroup) -> None:
+    """--scenes, --scene-sensitivity, --segment-frames and --warmup: how a video is planned (`SegmentConfig`)."""
+    from realbasicvsr.upscale.plan import DEFAULT_SEGMENT_FRAMES, DEFAULT_WARMUP
+
+    group.add_argument(
+        "--scenes",
+        default="auto",
+        metavar="auto|off|FILE",
+        help="auto (default): detect hard cuts and restart the propagation there; off: one scene; FILE: cut "
+        "frame indices from an editor (whitespace or comma separated, # comments)",
+    )
+    group.add_argument(
+        "--scene-sensitivity",
+        type=float,
+        help="0..1 (default 0.5): higher finds more cuts, also weaker ones (a jump cut within one place), lower "
+        "fewer; at the default no fade, pan, zoom or flash of our labelled set is cut, above 0.75 some are",
+    )
+    group.add_argument(
+        "--segment-frames",
+        type=int,
+        default=DEFAULT_SEGMENT_FRAMES,
+        help=f"frames per segment of a long scene: the unit of resume and sharing (default {DEFAULT_SEGMENT_FRAMES})",
+    )
+    group.add_argument(
+        "--warmup",
+        type=nonneg_int,
+        default=DEFAULT_WARMUP,
+        help=f"frames before a segment that warm its forward propagation up, not output (default {DEFAULT_WARMUP})",
+    )
+
+
 def add_running_arguments(parser: argparse.ArgumentParser) -> None:
-    """Device, precision, windows, damaged input, memory layout."""
+    """Device, precision, windows, tiles, damaged input, memory layout."""
     from realbasicvsr.upscale.config import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    from realbasicvsr.upscale.tiles import DEFAULT_TILE_HALO
 
     run = parser.add_argument_group("running")
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -201,9 +233,10 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--tile-halo",
         type=nonneg_int,
-        default=None,
+        default=DEFAULT_TILE_HALO,
         metavar="PX",
-        help="input pixels of context around each tile (default 32, chosen by measurement: docs/upscaling.md)",
+        help=f"input pixels of context around each tile (default {DEFAULT_TILE_HALO}, chosen by measurement: "
+        "docs/upscaling.md)",
     )
     run.add_argument(
         "--on-error",
@@ -269,7 +302,7 @@ def upscale_configs(args: argparse.Namespace, strength: float | None = None) -> 
         out_size=args.size,
         on_error=args.on_error,
         tile=args.tile,
-        **({} if args.tile_halo is None else {"tile_halo": args.tile_halo}),
+        tile_halo=args.tile_halo,
         strength=strength,
         cleaning_threshold=args.cleaning_threshold,
         cleaning_passes=args.cleaning_passes,

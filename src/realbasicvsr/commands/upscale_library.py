@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from realbasicvsr.commands.upscale import FLAGS, close_bar, one_line_warning, progress_bar
+from realbasicvsr.commands.upscale import FLAGS, close_bar, one_line_warnings, progress_bar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,7 +29,6 @@ def run_library(
     failed or skipped file as it happens, then a per-file table; 1 when any file failed. `extra`: more keyword
     arguments of `upscale_video` for every file (as the single-file path passes them)."""
     import sys
-    import warnings
     from fractions import Fraction
 
     from realbasicvsr.errors import UserError, one_line
@@ -68,9 +67,7 @@ def run_library(
             say(f"{source.name}: skipped, {why}")
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always", RuntimeWarning)
-            warnings.showwarning = one_line_warning  # restored by catch_warnings
+        with one_line_warnings():
             result = upscale_library(
                 args.input,
                 args.output,

@@ -37,7 +37,8 @@ def parse_time(text: str | float) -> float:
         try:
             if match:
                 hours, minutes, secs = match.groups()
-                if int(minutes) >= 60 or float(secs) >= 60:
+                # 90:00 is 90 minutes, as people write it; with hours given, minutes stay below 60
+                if (hours is not None and int(minutes) >= 60) or float(secs) >= 60:
                     raise ValueError(value)
                 seconds = int(hours or 0) * 3600 + int(minutes) * 60 + float(secs)
             else:
