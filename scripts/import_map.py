@@ -34,6 +34,8 @@ WING_ORDER = (
     "weights",
     "upscale",
     "preview",
+    "deploy",
+    "webapp",
     "train",
     "commands",
     "cli",

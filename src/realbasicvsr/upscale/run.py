@@ -69,6 +69,7 @@ class UpscaleResult:
     complete: bool = True
     segments: int = 1
     scenes: int = 1
+    memory_plan: str = ""  # `MemoryPlan.line()`: the window, tiles and stripes the run used, its estimated peak
 
     @property
     def fps(self) -> float:
@@ -91,6 +92,7 @@ def upscale_video(
     output_path: str | Path,
     *,
     model: RealBasicVSR | None = None,
+    model_note: str | None = None,
     weights: str | Path | None = None,
     options: UpscaleConfig | None = None,
     encode: EncodeConfig | None = None,
@@ -104,10 +106,12 @@ def upscale_video(
     resume: bool = False,
     workers: tuple[int, int] | None = None,
     on_plan: ProgressCallback | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> UpscaleResult:
     """Upscale a video, image folder or image to `output_path` (video, PNG folder or image by its extension).
 
-    Give `model` or `weights` (a path or known name for `realbasicvsr.weights.load_generator`); with neither, the
+    Give `model` (`model_note` says what it is, e.g. `realbasicvsr.deploy.runner.load_onnx_model`'s note) or
+    `weights` (a path or known name for `realbasicvsr.weights.load_generator`); with neither, the
     default weights run (`realbasicvsr.weights.default_weights`: the cached official release, else the bundled
     compact model), and `UpscaleResult.weights` says which. `options.strength` blends them with their fidelity
     partner, or with `fidelity_weights` (`realbasicvsr.weights.strength`); a given `model` is run as it is.
@@ -124,7 +128,9 @@ def upscale_video(
     torchrun or a Slurm job array the processes share the segments (`realbasicvsr.upscale.workers`); the one that
     finishes last stitches, and the others return a result with `complete` False. `workers` = (rank, world) says
     so explicitly ((0, 1): this process alone, as a library of videos shared file by file does). `on_plan` is
-    told (frames, estimated total) while the input is planned.
+    told (frames, estimated total) while the input is planned. The memory plan (`realbasicvsr.upscale.budget`:
+    window, tiles, stripes under `options.max_memory`) is made once the weights are loaded, before any model work;
+    a budget no plan fits is refused then. `on_note` is told its one line (`MemoryPlan.line`).
     Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
     options = resolve_config(worker_options(options or UpscaleConfig()))
@@ -175,13 +181,19 @@ def upscale_video(
     elif options.strength is not None or fidelity_weights is not None:
         raise UserError("a strength blend loads its two weight files: give weights, not a model", option="strength")
     else:
-        used = "the model given"
+        used = model_note or "the model given"
     if kind == "video":
         options = even_for_encoder(options, info, encode)
     width, height = output_size(info.width, info.height, options)
     start = time.perf_counter()
     segments = replace(segments, batch=auto_batch(segments, options.device, info.width, info.height))
     upscaler = Upscaler(model, options)
+    # The longest stream a segment feeds the model: its frames plus warm-up and look-ahead (unknown: a full window).
+    longest = None if info.num_frames is None else min(info.num_frames, segments.segment_frames + segments.warmup)
+    memory_plan = upscaler.plan_for(info.width, info.height, segments.batch or 1, video_output=kind == "video",
+                                    frames=longest)  # fmt: skip
+    if on_note is not None:
+        on_note(memory_plan.line())
     identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
 
     def make_writer(tmp: Path) -> FrameWriter:
@@ -224,6 +236,7 @@ def upscale_video(
         complete=complete,
         segments=len(plan.segments),
         scenes=len(plan.cuts) + 1,
+        memory_plan=memory_plan.line(),
     )
 
 

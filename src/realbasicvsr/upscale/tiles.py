@@ -49,14 +49,39 @@ def tile_grid(height: int, width: int, tile: int, halo: int = DEFAULT_TILE_HALO)
     return [Tile(top, bottom, left, right, wy, wx) for top, bottom, wy in rows for left, right, wx in columns]
 
 
+def crop_sizes(height: int, width: int, tile: int, halo: int = DEFAULT_TILE_HALO) -> list[tuple[int, int]]:
+    """(height, width) of each crop of `tile_grid(height, width, tile, halo)`, without its blend weights (cheap:
+    the memory planner weighs many grids)."""
+    rows = [end - start for start, end in _spans(height, tile, halo)]
+    columns = [end - start for start, end in _spans(width, tile, halo)]
+    return [(h, w) for h in rows for w in columns]
+
+
+def grid_shape(height: int, width: int, tile: int) -> tuple[int, int]:
+    """(rows, columns) of tiles of `tile_grid` for a frame of `height` x `width`."""
+    return _count(height, tile), _count(width, tile)
+
+
+def _count(length: int, tile: int) -> int:
+    return 1 if tile == 0 else max(1, math.ceil(length / tile))
+
+
+def _spans(length: int, tile: int, halo: int) -> list[tuple[int, int]]:
+    """(crop start, crop end) of each tile along one axis: cores of nearly equal size, widened by the halo."""
+    count = _count(length, tile)
+    bounds = [round(i * length / count) for i in range(count + 1)]
+    return [
+        (max(0, bounds[i] - halo) if i > 0 else 0, min(length, bounds[i + 1] + halo) if i < count - 1 else length)
+        for i in range(count)
+    ]
+
+
 def _axis(length: int, tile: int, halo: int) -> list[tuple[int, int, torch.Tensor]]:
     """(crop start, crop end, x4 weights) of each tile along one axis: cores of nearly equal size."""
-    count = 1 if tile == 0 else max(1, math.ceil(length / tile))
+    count = _count(length, tile)
     bounds = [round(i * length / count) for i in range(count + 1)]
     out = []
-    for i in range(count):
-        start = max(0, bounds[i] - halo) if i > 0 else 0
-        end = min(length, bounds[i + 1] + halo) if i < count - 1 else length
+    for i, (start, end) in enumerate(_spans(length, tile, halo)):
         position = torch.arange(start * SCALE, end * SCALE, dtype=torch.float64) + 0.5  # HR pixel centres
         weight = torch.ones_like(position)
         ramp = max(1, halo) * SCALE

@@ -25,9 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from realbasicvsr.errors import UserError
 from realbasicvsr.media.read import Frame
 from realbasicvsr.models import basicvsr
 from realbasicvsr.models.realbasicvsr import RealBasicVSR, StreamState
+from realbasicvsr.upscale.budget import MemoryPlan
 from realbasicvsr.upscale.config import DTYPES, UpscaleConfig, output_size, resolve_config
 from realbasicvsr.upscale.tiles import SCALE, Tile, add_tile, crop, tile_grid
 
@@ -60,6 +62,28 @@ class Upscaler:
             else:
                 self.model.to(memory_format=torch.channels_last)
         self.fallbacks = 0  # windows redone in fp32 because reduced precision gave NaN/Inf
+        self.plan: MemoryPlan | None = None  # set by `plan_for`, at the latest by the first frame
+        self.out_of_memory_redos = 0  # windows redone with a smaller plan after the GPU ran out of memory
+
+    def plan_for(
+        self, width: int, height: int, batch: int = 1, *, video_output: bool = False, frames: int | None = None
+    ) -> MemoryPlan:
+        """Plan the window, tiles, stripes, SPyNet batch and cleaning chunk for frames of `width` x `height` under
+        the memory budget (`realbasicvsr.upscale.budget`), and run by that plan from now on: `options` then holds
+        the planned window and tile. Called by the journeys before any work (so that an impossible budget is
+        refused at once), else at the first frame; `frames`: the most one stream has, when known. Raises `UserError`
+        when no plan fits."""
+        from realbasicvsr.upscale.budget import apply_plan, plan_memory
+
+        if self.plan is None:
+            mid = getattr(getattr(self.model, "config", None), "mid_channels", 64)
+            self.plan = plan_memory(
+                self.options, width, height, batch=batch, mid_channels=mid, video_output=video_output, frames=frames
+            )
+            self.options = apply_plan(self.options, self.plan)
+            if hasattr(self.model, "cleaning_chunk"):
+                self.model.cleaning_chunk = self.plan.cleaning_chunk or None
+        return self.plan
 
     # ---------------------------------------------------------------- tensors
     def iter_tensors(
@@ -80,32 +104,78 @@ class Upscaler:
         """`iter_tensors` for n streams side by side: (n, 3, h, w) in, (n, 3, H, W) out, one time step at a time.
         The streams share the windows and the model's batch (a GPU that is latency-bound on one small stream runs
         several at the cost of one); each stream's values are what it gets alone, up to float rounding."""
-        window, overlap = self.options.window, self.options.overlap
         pending: list[torch.Tensor] = []
         grid: list[Tile] = []
         states: list[StreamState | None] = []
         for frame in frames:
             if not grid:  # the grid is fixed for the stream: each tile's propagation stays consistent
-                grid = tile_grid(frame.shape[-2], frame.shape[-1], self.options.tile, self.options.tile_halo)
+                self.plan_for(frame.shape[-1], frame.shape[-2], frame.shape[0])
+                grid = tile_grid(frame.shape[-2], frame.shape[-1], self.options.tile or 0, self.options.tile_halo)
                 states = [None] * len(grid)
             pending.append(frame)
+            window, overlap = self.options.window or 1, self.options.overlap  # a redo after OOM may shrink the window
             if warmup and len(pending) == warmup:
                 lq = self._stack(pending)
                 states, pending = [self._warm_up(crop(lq, tile)) for tile in grid], []
                 warmup = 0
             elif not warmup and len(pending) >= window + max(overlap, lookahead):
-                states = yield from self._window(pending[: window + overlap], window, states, grid)
+                states = yield from self._guarded(pending[: window + overlap], window, states, grid)
                 pending = pending[window:]
         if warmup and pending:
             raise ValueError(f"the stream ended within its {warmup} warm-up frames")
         kept = len(pending) - lookahead
         while kept > 0:
+            window, overlap = self.options.window or 1, self.options.overlap
             keep = min(window, kept)
-            states = yield from self._window(pending[: window + overlap], keep, states, grid)
+            states = yield from self._guarded(pending[: window + overlap], keep, states, grid)
             pending, kept = pending[keep:], kept - keep
 
     def _stack(self, frames: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack([f.to(self.device, torch.float32, non_blocking=True) for f in frames], dim=1)
+
+    def _guarded(
+        self, frames: list[torch.Tensor], keep: int, states: list[StreamState | None], grid: list[Tile]
+    ) -> Generator[torch.Tensor, None, list[StreamState | None]]:
+        """`_window`, and when the GPU runs out of memory in it (once per run), the window again with a smaller
+        plan (`budget.shrink`), with a warning; outputs already yielded are recomputed for the recurrence only."""
+        outputs = self._window(frames, keep, states, grid)
+        done = computed = 0  # outputs yielded; outputs of this attempt computed
+        while True:
+            try:
+                hr = next(outputs)
+            except StopIteration as end:
+                return end.value
+            except torch.OutOfMemoryError as error:
+                outputs.close()
+                self._shrink_after(error)  # raises the second time
+                outputs, computed = self._window(frames, keep, states, grid), 0
+                continue
+            computed += 1
+            if computed > done:  # a redo recomputes the outputs already yielded, for the recurrence only
+                yield hr
+                done += 1
+
+    def _shrink_after(self, error: torch.OutOfMemoryError) -> None:
+        from realbasicvsr.upscale.budget import shrink
+
+        if self.out_of_memory_redos or self.plan is None:
+            raise UserError(
+                f"the {self.device.type.upper()} ran out of memory even with a smaller plan ({error}); give a lower "
+                "--max-memory (or --tile 256) and --resume",
+                option="max_memory",
+            ) from error
+        self.out_of_memory_redos += 1
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.plan = shrink(self.plan)
+        self.options = replace(self.options, window=self.plan.window, stripe_pixels=self.plan.stripe_pixels)
+        if hasattr(self.model, "cleaning_chunk"):
+            self.model.cleaning_chunk = self.plan.cleaning_chunk or None
+        warnings.warn(
+            f"out of memory on the {self.device.type.upper()}: redoing the window with a smaller {self.plan.line()}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def _window(
         self, frames: list[torch.Tensor], keep: int, states: list[StreamState | None], grid: list[Tile]
@@ -210,7 +280,8 @@ class Upscaler:
             state,
             autocast_dtype=DTYPES[self.options.dtype] if low_precision else None,
             stripe_pixels=self.options.stripe_pixels,
-            max_flow_batch_bytes=basicvsr.SPYNET_BATCH_BYTES,  # looked up here, so that tests can lower it
+            # The plan's SPyNet batch, under the model's cap (looked up here, so that tests can lower it).
+            max_flow_batch_bytes=min(basicvsr.SPYNET_BATCH_BYTES, self.plan.flow_batch_bytes if self.plan else 1 << 62),
         )
         while True:
             with torch.inference_mode(), self._autocast(low_precision):
