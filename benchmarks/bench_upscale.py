@@ -6,6 +6,7 @@
   python benchmarks/bench_upscale.py lookahead  # compute cost of the default look-ahead
   python benchmarks/bench_upscale.py stripes    # peak RSS and speed of the x4 stage in stripes vs whole frames
   python benchmarks/bench_upscale.py tiles      # peak RSS and speed vs tile size; PSNR of tiled vs untiled vs halo
+  python benchmarks/bench_upscale.py budget     # the plan, its estimate and the measured peak RSS vs --max-memory
 
 Each memory point runs in its own subprocess and reads `ru_maxrss`.
 """
@@ -145,6 +146,52 @@ def bench_tiles(args) -> None:
         worst = min(psnr(a, b) for a, b in zip(tiled, whole))
         print(f"bundled model, carphone_distorted 176x144, {len(lq)} frames, tiles of 48, halo {halo}: PSNR vs "
               f"untiled {psnr(tiled, whole):.2f} dB (worst frame {worst:.2f} dB)", flush=True)  # fmt: skip
+
+
+def budget_child(budget: str, frames: int, height: int, width: int, overlap: int) -> None:
+    """One run of the full c64b20 model (random weights) on `frames` frames of height x width, planned under
+    `budget` (0 = automatic): the plan, its estimate, the measured peak RSS, the time per frame."""
+    from realbasicvsr.upscale import memory
+    from realbasicvsr.upscale.budget import parse_memory
+
+    torch.manual_seed(0)
+    model = RealBasicVSR(ModelConfig(), cleaning_passes=1).eval()
+    limit = None if budget == "0" else parse_memory(budget)
+    upscaler = Upscaler(model, UpscaleConfig(overlap=overlap, max_memory=limit))
+    plan = upscaler.plan_for(width, height, frames=frames)
+    lq = [torch.rand(3, height, width) for _ in range(frames)]
+    start = time.perf_counter()
+    for _hr in upscaler.iter_tensors(lq):
+        pass
+    seconds = time.perf_counter() - start
+    print(json.dumps({"line": plan.line(), "estimate": plan.estimate, "peak": memory.peak_resident_bytes(),
+                      "s_per_frame": seconds / frames}))  # fmt: skip
+
+
+def bench_budget(args) -> None:
+    """The planner against measured peaks: full c64b20, a few frames of 640x360 and 1280x720 under several
+    budgets, each run in its own process (`budget-child`); the model output only (no encoder)."""
+    threads = torch.get_num_threads()
+    print(f"CPU: {cpu_model()}, {threads} threads, {args.frames} frames per run, overlap {args.overlap}")
+    for width, height, budgets in ((640, 360, args.budgets_360), (1280, 720, args.budgets_720)):
+        for budget in budgets:
+            cmd = [sys.executable, __file__, "budget-child", budget, str(args.frames), str(height), str(width),
+                   str(args.overlap)]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                print(f"{width}x{height}, budget {budget}: {done.stderr.strip().splitlines()[-1]}", flush=True)
+                continue
+            r = json.loads(done.stdout.splitlines()[-1])
+            share = r["peak"] / r["estimate"]
+            print(f"{width}x{height}, budget {budget}: {r['line']}; measured peak RSS {r['peak'] / 1e9:.2f} GB "
+                  f"({share:.2f} of the estimate), {r['s_per_frame']:.1f} s/frame", flush=True)  # fmt: skip
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def bench_stripes(args) -> None:
@@ -330,6 +377,17 @@ def main() -> None:
     tc.add_argument("frames", type=int)
     tc.add_argument("height", type=int)
     tc.add_argument("width", type=int)
+    bu = sub.add_parser("budget")
+    bu.add_argument("--frames", type=int, default=4)
+    bu.add_argument("--overlap", type=int, default=2)
+    bu.add_argument("--budgets-360", nargs="+", default=["1.2G", "2G", "0"])
+    bu.add_argument("--budgets-720", nargs="+", default=["1.5G", "3G"])
+    bc = sub.add_parser("budget-child")
+    bc.add_argument("budget")
+    bc.add_argument("frames", type=int)
+    bc.add_argument("height", type=int)
+    bc.add_argument("width", type=int)
+    bc.add_argument("overlap", type=int)
     la = sub.add_parser("lookahead")
     la.add_argument("--frames", type=int, default=60)
     la.add_argument("--size", type=int, default=32)
@@ -345,9 +403,11 @@ def main() -> None:
         stripes_child(args.stripe_pixels, args.frames, args.height, args.width)
     elif args.what == "tiles-child":
         tiles_child(args.tile, args.frames, args.height, args.width)
+    elif args.what == "budget-child":
+        budget_child(args.budget, args.frames, args.height, args.width, args.overlap)
     else:
         benches = {"memory": bench_memory, "speed": bench_speed, "seams": bench_seams, "lookahead": bench_lookahead,
-                   "stripes": bench_stripes, "tiles": bench_tiles}  # fmt: skip
+                   "stripes": bench_stripes, "tiles": bench_tiles, "budget": bench_budget}  # fmt: skip
         benches[args.what](args)
 
 

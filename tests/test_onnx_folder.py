@@ -109,8 +109,7 @@ def test_verify_on_a_real_clip_reports_parity_and_fails_loudly(model, folder, cl
 
 
 def run_cli(argv: list[str], monkeypatch) -> int:
-    # Until the lead adds the command to cli.COMMANDS, it is added here (the real parser and error handling).
-    monkeypatch.setitem(cli.COMMANDS, "export-onnx", "export ONNX step graphs")
+    assert "export-onnx" in cli.COMMANDS  # the real parser and error handling
     return cli.main(argv)
 
 
@@ -153,3 +152,46 @@ def test_upscale_video_drives_the_runner(model, folder, clip, tmp_path, one_thre
 
     for a, b in zip(images(tmp_path / "onnx"), images(tmp_path / "torch"), strict=True):
         assert a.shape == (112, 160, 3) and np.abs(a - b).max() <= 1  # rounding to 8 bits may differ by a level
+
+
+def test_upscale_command_with_the_onnxruntime_backend_keeps_audio_and_timing(model, folder, tmp_path, one_thread):
+    """`realbasicvsr upscale --backend onnxruntime --onnx DIR` against the PyTorch path of the same weights, on a
+    real clip with an audio stream: the same frames within a level, the same timestamps, the audio copied."""
+    from realbasicvsr.weights.release import save_release
+    from test_segments import decoded, write_clip
+
+    rng = np.random.default_rng(2)
+    source = tmp_path / "in.mkv"
+    write_clip(source, [rng.integers(0, 256, (20, 28, 3), dtype=np.uint8) for _ in range(7)])
+    weights = save_release(model, tmp_path / "w.safetensors")
+    common = ["--scenes", "off", "--window", "3", "--overlap", "2", "--codec", "ffv1", "--quiet"]  # lossless
+    onnx_out, torch_out = tmp_path / "onnx.mkv", tmp_path / "torch.mkv"
+    assert (
+        cli.main(["upscale", str(source), str(onnx_out), "--backend", "onnxruntime", "--onnx", str(folder), *common])
+        == 0
+    )
+    assert cli.main(["upscale", str(source), str(torch_out), "--weights", str(weights), *common]) == 0
+    (ours, our_times), (theirs, their_times) = decoded(onnx_out), decoded(torch_out)
+    assert len(ours) == len(theirs) == 7 and our_times == their_times == decoded(source)[1]
+    for a, b in zip(ours, theirs, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    with av.open(str(onnx_out)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give --onnx DIR"),
+        (["--onnx", "no_such_folder"], "no_such_folder"),
+        (["--onnx", "GRAPHS", "--weights", "x.pth"], "--weights does not apply"),
+        (["--onnx", "GRAPHS", "--strength", "0.5"], "--strength does not apply"),
+    ],
+)
+def test_upscale_command_bad_onnx_input_is_one_line(folder, clip, tmp_path, capsys, extra, message):
+    extra = [str(folder) if part == "GRAPHS" else part for part in extra]
+    out = tmp_path / "out.mkv"
+    code = cli.main(["upscale", str(clip), str(out), "--backend", "onnxruntime", *extra])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and err.count("\n") == 1, err
+    assert not out.exists()
