@@ -131,7 +131,7 @@ def test_an_unfinished_run_needs_resume_and_refuses_other_options(tmp_path, clip
     again = cli(*upscale_args(clip, out, weights))
     assert again.returncode == 1 and again.stderr.count("\n") == 1 and "--resume" in again.stderr, again.stderr
     other = cli(*upscale_args(clip, out, weights, "--resume", "--window", "7"))
-    assert other.returncode == 1 and "window: 30 then, 7 now" in other.stderr, other.stderr
+    assert other.returncode == 1 and "window: 'planned' then, 7 now" in other.stderr, other.stderr
     assert (tmp_path / "out.mkv.parts" / "00001.done.json").exists()  # the finished work is still there
 
 

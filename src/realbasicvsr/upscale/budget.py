@@ -49,7 +49,7 @@ class StageCosts:
     span_frame: int = 80  # per frame of a model call: the crop, cleaned frames, per-frame copies, look-ahead, flows
     kept_frame: int = 100  # per kept frame besides its backward feature: forward flows, buffers of the branch
     feature_per_channel: int = 4  # one propagation feature map: 256 B at 64 channels
-    cleaning_per_channel: int = 10  # the cleaning module's working tensors per frame of a call
+    cleaning_per_channel: int = 16  # the cleaning module's working tensors per frame of a call (~4 feature maps)
     step_per_channel: int = 14  # one propagation step (concatenation, residual blocks)
     x4_per_channel: int = 170  # the x4 stage of one LR pixel (fusion, two pixel shuffles, 64-channel HR conv)
     spynet: int = 900  # SPyNet, per pixel padded to multiples of 32, per frame pair
@@ -222,6 +222,10 @@ def estimate_work(
     resident = 2 * span * c.frame * frame_pixels
     if crops.total() > 1:
         resident += window * 16 * c.frame * frame_pixels
+    # Every tile's stream state lives from one window to the next: its forward feature, last frame and look-ahead.
+    resident += sum(h * w * n for (h, w), n in crops.items()) * (
+        c.feature_per_channel * mid * low_precision + c.frame * (overlap + 1)
+    )
     h, w = max(crops, key=lambda hw: hw[0] * hw[1])
     pixels = h * w
     # One tile's window: its crop, cleaned frames, per-frame copies, look-ahead, flows, and the backward features of

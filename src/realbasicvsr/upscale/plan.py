@@ -264,13 +264,14 @@ def run_identity(
 ) -> dict[str, Any]:
     """Everything that decides the output's frames and bytes: a resumed run must match all of it."""
     settings = {
-        "window": options.window,
+        # Planned by the memory budget (None): any plan gives the same picture to far below a level (budget.py)
+        "window": "planned" if options.window is None else options.window,
         "overlap": options.overlap,
         "device": torch.device(options.device).type,  # cuda:0 and cuda:1 compute the same; CPU and CUDA do not
         "dtype": options.dtype,
         "channels_last": options.channels_last,
         "stripe_pixels": options.stripe_pixels,
-        "tiles": [options.tile, options.tile_halo] if options.tile else None,
+        "tiles": "planned" if options.tile is None else [options.tile, options.tile_halo] if options.tile else None,
         "size": [width, height],
         "output": kind + output.suffix.lower(),
         "fps": None if fps is None else str(fps),
