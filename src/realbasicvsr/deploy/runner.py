@@ -19,7 +19,7 @@ from realbasicvsr.deploy.manifest import Manifest, read_manifest
 from realbasicvsr.deploy.steps import GRAPHS
 from realbasicvsr.errors import UserError
 from realbasicvsr.models.basicvsr import SPYNET_BATCH_BYTES, ForwardState, is_mirror_extended
-from realbasicvsr.models.realbasicvsr import ModelConfig, StreamState
+from realbasicvsr.models.realbasicvsr import ModelConfig, StreamState, clean_window
 
 # Bytes of SPyNet working memory per padded LR pixel of a pair (the figure `BasicVSR._pair_flows` caps with).
 FLOW_BYTES_PER_PIXEL = 900
@@ -91,14 +91,7 @@ class OnnxRealBasicVSR:
         (n, t, 3, h, w), return the state for the next window. `stripe_pixels` is not used (the graph makes whole
         frames); `max_flow_batch_bytes` caps the pairs per flow call as in PyTorch."""
         self._check(lq, autocast_dtype)
-        cached = None
-        if state is not None and state.lookahead is not None and state.autocast_dtype == autocast_dtype:
-            cached = state.lookahead
-        reused = 0 if cached is None else cached.shape[1]
-        parts = [] if cached is None else [cached]
-        if lq.shape[1] > reused:
-            parts.append(self.clean(lq[:, reused:]))
-        lrs = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        lrs = clean_window(self.clean, lq, state, autocast_dtype)
         t = lrs.shape[1]
         if not 1 <= keep <= t:
             raise ValueError(f"keep must be between 1 and the {t} frames given, got {keep}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -151,14 +151,7 @@ class RealBasicVSR(nn.Module):
         the memory of the x4 stage and of SPyNet (see `BasicVSR.propagate`).
         """
         _check_input(lq)
-        cached = None
-        if state is not None and state.lookahead is not None and state.autocast_dtype == autocast_dtype:
-            cached = state.lookahead
-        reused = 0 if cached is None else cached.shape[1]
-        parts = [] if cached is None else [cached]
-        if lq.shape[1] > reused:
-            parts.append(self.clean(lq[:, reused:]))
-        cleaned = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        cleaned = clean_window(self.clean, lq, state, autocast_dtype)
         forward = yield from self.basicvsr.propagate(
             cleaned,
             keep,
@@ -189,6 +182,25 @@ class RealBasicVSR(nn.Module):
             f"num_cleaning_blocks={cfg.num_cleaning_blocks}, cleaning_threshold={self.cleaning_threshold}, "
             f"max_cleaning_passes={self.max_cleaning_passes}, cleaning_passes={self.cleaning_passes}"
         )
+
+
+def clean_window(
+    clean: Callable[[torch.Tensor], torch.Tensor],
+    lq: torch.Tensor,
+    state: StreamState | None,
+    autocast_dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """The cleaned frames of a window `lq` (n, t, 3, h, w): the look-ahead frames `state` already cleaned are reused
+    (unless they were cleaned at another precision), and only the rest goes through `clean`. One rule for every
+    backend that runs a stream (the PyTorch model, the ONNX runner)."""
+    cached = None
+    if state is not None and state.lookahead is not None and state.autocast_dtype == autocast_dtype:
+        cached = state.lookahead
+    reused = 0 if cached is None else cached.shape[1]
+    parts = [] if cached is None else [cached]
+    if lq.shape[1] > reused:
+        parts.append(clean(lq[:, reused:]))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
 def _check_input(lq: torch.Tensor) -> None:
