@@ -6,22 +6,42 @@ reported. A 3x3 64->64 convolution on a (1, 64, 180, 320) tensor gives the machi
 the model's achieved GFLOP/s (multiply-adds counted by hooks on every convolution, x2) is reported as a ratio of it.
 
     python benchmarks/bench_model.py [--frames 3] [--repeats 3] [--threads 2] [--json out.json]
+    python benchmarks/bench_model.py --stages [--variants fp32-cl]     # + where the time goes, stage by stage
+
+`--stages` times each stage of the forward (cleaning, SPyNet, flow warps, the two propagation trunks, the
+reconstruction = fusion + two upsamplings + conv_hr + conv_last, and the rest: concatenations and copies) with
+timers around the modules and methods, and divides each stage's counted convolution work by its time: a stage far
+below the conv peak is memory-bound, and that is where the fp32 time beyond the convolutions goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
+import sys
 import time
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realbasicvsr.models.basicvsr as basicvsr_module
+from machine import machine_line
 from realbasicvsr.models import ModelConfig, RealBasicVSR
 from realbasicvsr.models.fused import set_fused_convolutions
+
+# Stage -> the conv modules whose work it counts (name prefixes) for --stages.
+STAGES = {
+    "cleaning": ("image_cleaning.",),
+    "spynet": ("basicvsr.spynet.",),
+    "flow warps": (),
+    "backward trunk": ("basicvsr.backward_resblocks.",),
+    "forward trunk": ("basicvsr.forward_resblocks.",),
+    "reconstruction": ("basicvsr.fusion", "basicvsr.upsample", "basicvsr.conv_hr", "basicvsr.conv_last"),
+}
 
 
 def count_conv_macs(model: nn.Module, lq: torch.Tensor) -> int:
@@ -64,6 +84,109 @@ def variant_context(variant: str):
         set_fused_convolutions(True)
 
 
+def stage_macs(model: nn.Module, lq: torch.Tensor) -> dict[str, int]:
+    """Multiply-adds per stage of one forward (conv hooks, unfused, as `count_conv_macs`)."""
+    macs = dict.fromkeys(STAGES, 0)
+    handles = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Conv2d):
+            continue
+        stage = next((s for s, prefixes in STAGES.items() if any(name.startswith(p) for p in prefixes)), None)
+        if stage is None:
+            continue
+
+        def hook(m: nn.Conv2d, _inputs, output: torch.Tensor, stage: str = stage) -> None:
+            kh, kw = m.kernel_size
+            macs[stage] += output.numel() * (m.in_channels // m.groups) * kh * kw
+
+        handles.append(module.register_forward_hook(hook))
+    set_fused_convolutions(False)
+    try:
+        with torch.inference_mode():
+            model(lq)
+    finally:
+        set_fused_convolutions(True)
+        for handle in handles:
+            handle.remove()
+    return macs
+
+
+@contextmanager
+def stage_timers(model: RealBasicVSR, seconds: dict[str, float]):
+    """Accumulate wall time per stage into `seconds` while the block runs (stages do not nest)."""
+    net = model.basicvsr
+    modules = {"cleaning": model.image_cleaning, "spynet": net.spynet,
+               "backward trunk": net.backward_resblocks, "forward trunk": net.forward_resblocks}  # fmt: skip
+    started: dict[str, float] = {}
+    handles = []
+    for stage, module in modules.items():
+        handles.append(
+            module.register_forward_pre_hook(lambda *_, s=stage: started.__setitem__(s, time.perf_counter()))
+        )
+        handles.append(module.register_forward_hook(lambda *_, s=stage: _add(seconds, s, started[s])))
+
+    def timed_call(stage: str, function):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _add(seconds, stage, start)
+
+        return call
+
+    original_warp = basicvsr_module.flow_warp
+    basicvsr_module.flow_warp = timed_call("flow warps", original_warp)
+    model.basicvsr.reconstruct = timed_call("reconstruction", model.basicvsr.reconstruct)
+    try:
+        yield
+    finally:
+        basicvsr_module.flow_warp = original_warp
+        del model.basicvsr.reconstruct  # back to the class's method
+        for handle in handles:
+            handle.remove()
+
+
+def _add(seconds: dict[str, float], stage: str, start: float) -> None:
+    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def profile_stages(models: dict[str, RealBasicVSR], lq: torch.Tensor, variants: list[str], repeats: int,
+                   conv_peak: float) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per variant: seconds per frame of each stage (medians over `repeats`), and their share and efficiency."""
+    t = lq.shape[1]
+    macs = stage_macs(models["nchw"], lq)
+    report: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        model = models[variant.split("-")[1]]
+        runs: list[dict[str, float]] = []
+        totals = []
+        with torch.inference_mode(), variant_context(variant):
+            model(lq)  # warm-up
+            for _ in range(repeats):
+                seconds: dict[str, float] = {}
+                with stage_timers(model, seconds):
+                    totals.append(timed(lambda m=model: m(lq)))
+                runs.append(seconds)
+        total = statistics.median(totals) / t
+        print(f"\n{variant}: {total:.3f} s per frame, by stage (fp32 conv peak {conv_peak:.1f} GFLOP/s)")
+        print(f"  {'stage':16s} {'s/frame':>8s} {'share':>6s} {'GFLOP/frame':>12s} {'GFLOP/s':>8s} {'of peak':>7s}")
+        rows = {}
+        for stage in [*STAGES, "rest"]:
+            per_frame = (
+                statistics.median([r.get(stage, 0.0) for r in runs]) / t
+                if stage != "rest"
+                else total - sum(rows[s]["s_per_frame"] for s in STAGES)
+            )
+            gflop = 2 * macs.get(stage, 0) / t / 1e9
+            rate = gflop / per_frame if per_frame > 0 and gflop else 0.0
+            rows[stage] = {"s_per_frame": per_frame, "gflop_per_frame": gflop, "gflops": rate}
+            print(f"  {stage:16s} {per_frame:8.3f} {100 * per_frame / total:5.1f}% {gflop:12.2f} {rate:8.1f} "
+                  f"{rate / conv_peak:7.2f}")  # fmt: skip
+        report[variant] = rows
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=3)
@@ -76,6 +199,7 @@ def main() -> None:
         default="fp32-nchw,fp32-cl,fp32-cl-unfused,bf16-nchw,bf16-cl",
         help="dtype-format[-unfused]: fp32|bf16 x nchw|cl; -unfused turns the fused CPU convolutions off",
     )
+    parser.add_argument("--stages", action="store_true", help="also time each stage of the forward (see above)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,7 +240,7 @@ def main() -> None:
 
     conv_peak = {k: conv_gflop / statistics.median(v) for k, v in conv_times.items()}
     fp32_peak = max(conv_peak["fp32-nchw"], conv_peak["fp32-cl"])
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+    print(f"{machine_line()}; threads {args.threads}")
     print(
         f"input (1, {t}, 3, {h}, {w}); counted {gflop_per_frame:.1f} GFLOP per LR frame "
         f"({macs / t / h / w / 1e6:.2f} M MAC/px)"
@@ -142,11 +266,23 @@ def main() -> None:
         )
     if "fp32-cl" in results and "bf16-cl" in results:
         speedup = results["fp32-cl"]["s_per_frame"] / results["bf16-cl"]["s_per_frame"]
-        print(f"bf16-cl speed-up over fp32-cl: {speedup:.2f}x")
+        bf16_ratio = gflop_per_frame / results["bf16-cl"]["s_per_frame"] / conv_peak["bf16-cl"]
+        print(f"bf16-cl speed-up over fp32-cl: {speedup:.2f}x; bf16-cl reaches {bf16_ratio:.2f} of the bf16 conv peak")
+    stages = (
+        profile_stages(models, lq, [v for v in variants if "unfused" not in v], args.repeats, fp32_peak)
+        if (args.stages)
+        else {}
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(
-                {"conv_peak_gflops": conv_peak, "gflop_per_frame": gflop_per_frame, "results": results},
+                {
+                    "machine": machine_line(),
+                    "conv_peak_gflops": conv_peak,
+                    "gflop_per_frame": gflop_per_frame,
+                    "results": results,
+                    "stages": stages,
+                },
                 handle,
                 indent=2,
             )

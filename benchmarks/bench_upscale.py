@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_model
 from realbasicvsr.media.read import probe, read_frames
 from realbasicvsr.media.write import EncodeConfig, VideoWriter
 from realbasicvsr.models import ModelConfig, RealBasicVSR
@@ -185,13 +187,6 @@ def bench_budget(args) -> None:
             share = r["peak"] / r["estimate"]
             print(f"{width}x{height}, budget {budget}: {r['line']}; measured peak RSS {r['peak'] / 1e9:.2f} GB "
                   f"({share:.2f} of the estimate), {r['s_per_frame']:.1f} s/frame", flush=True)  # fmt: skip
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def bench_stripes(args) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import platform
-import subprocess
+import os
+
+import torch
+
+from realbasicvsr.models.cpu_features import cpu_features
 
 
 def cpu_model() -> str:
-    """lscpu's "Model name", else what the platform says."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+    """The CPU's model name and the instruction sets that decide speed here, e.g. "AMD EPYC (AVX2)" or
+    "Intel(R) Xeon(R) Platinum 8480+ (AVX2, AVX-512, AVX512-BF16, AMX)"."""
+    return cpu_features().line()
+
+
+def machine_line() -> str:
+    """One header line: CPU and ISA, logical CPUs, torch, and whether "auto" picks native bf16 here."""
+    features = cpu_features()
+    bf16 = "native bf16: yes (dtype auto = bf16)" if features.native_bf16 else "native bf16: no (dtype auto = fp32)"
+    return f"CPU: {features.line()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}; {bf16}"

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# `dtype="auto"` picks bf16 on CPUs with native bf16 (AMX, AVX512-BF16), so what the tests compute would depend on
+# the CI machine's CPU kind: they run as a CPU without it unless REALBASICVSR_CPU_BF16 is set (=1 runs the suite
+# as a native-bf16 machine would). tests/test_precision_auto.py sets it per test to check both choices.
+os.environ.setdefault("REALBASICVSR_CPU_BF16", "0")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("REALBASICVSR_SHARED", REPO_ROOT.parent / "shared"))
 

@@ -224,8 +224,8 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=("auto", "fp32", "bf16", "fp16"),
         default="auto",
-        help="precision: auto = fp16 on CUDA, fp32 elsewhere; fp16 is CUDA-only; a window that gives NaN/Inf is "
-        "redone in fp32",
+        help="precision: auto (default) = fp16 on CUDA, bf16 on a CPU with native bf16 (AMX or AVX512-BF16), fp32 "
+        "elsewhere; fp32 is the exact reference path; fp16 is CUDA-only; a window that gives NaN/Inf is redone in fp32",
     )
     run.add_argument(
         "--max-memory",

@@ -9,6 +9,7 @@ import torch
 
 from realbasicvsr.errors import ConfigError, UserError
 from realbasicvsr.media.decode_errors import ON_ERROR_CHOICES, OnError
+from realbasicvsr.models.cpu_features import cpu_features, cpu_native_bf16
 from realbasicvsr.upscale.finish import MAX_GRAIN, MAX_GRAIN_SIZE
 from realbasicvsr.upscale.tiles import DEFAULT_TILE_HALO
 
@@ -147,14 +148,38 @@ def pick_device(name: str = "auto") -> str:
 
 
 def resolve_dtype(dtype: DtypeChoice, device: str) -> Precision:
-    """What `dtype` means on `device`: "auto" is fp16 on CUDA and fp32 elsewhere; fp16 is CUDA-only. (A window that
-    gives NaN/Inf in reduced precision is redone in fp32 by the `Upscaler`.)"""
+    """What `dtype` means on `device`. "auto" is fp16 on CUDA, bf16 autocast on a CPU with native bf16 (AMX or
+    AVX512-BF16, `realbasicvsr.models.cpu_features`; measured 45+ dB from fp32 on real clips, docs/performance.md)
+    and fp32 elsewhere (MPS included); fp16 is CUDA-only. fp32 is the exact reference path. (A window that gives
+    NaN/Inf in reduced precision is redone in fp32 by the `Upscaler`.)"""
     on_cuda = device.startswith("cuda")
     if dtype == "auto":
-        return "fp16" if on_cuda else "fp32"
+        if on_cuda:
+            return "fp16"
+        return "bf16" if device == "cpu" and cpu_native_bf16() else "fp32"
     if dtype == "fp16" and not on_cuda:
         raise ConfigError(f"dtype fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32", option="dtype")
     return dtype
+
+
+def precision_line(options: UpscaleConfig) -> str:
+    """One line for the user saying which precision a resolved run uses, and why."""
+    if options.dtype == "fp16":
+        return "precision: fp16 autocast on CUDA (--dtype fp32 for the exact reference path)"
+    if options.device != "cpu":
+        what = "bf16 autocast" if options.dtype == "bf16" else "fp32, the exact reference path"
+        return f"precision: {what} on {options.device}"
+    cpu = cpu_features()
+    if options.dtype == "bf16" and cpu.native_bf16:
+        return f"precision: bf16 autocast, native on {cpu.line()} (--dtype fp32 for the exact reference path)"
+    if options.dtype == "bf16":
+        return (
+            f"precision: bf16 autocast, emulated on {cpu.line()}: slower than fp32 here (no AMX or AVX512-BF16); "
+            "--dtype fp32 is faster"
+        )
+    if cpu.native_bf16:
+        return f"precision: fp32, the exact reference path (--dtype auto would use bf16 on {cpu.line()})"
+    return f"precision: fp32, the exact reference path ({cpu.line()} has no native bf16)"
 
 
 def resolve_config(config: UpscaleConfig) -> UpscaleConfig:

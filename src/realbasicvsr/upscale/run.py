@@ -31,7 +31,7 @@ from realbasicvsr.media.write import (
     container_format,
 )
 from realbasicvsr.models.realbasicvsr import RealBasicVSR
-from realbasicvsr.upscale.config import UpscaleConfig, output_size, resolve_config
+from realbasicvsr.upscale.config import UpscaleConfig, output_size, precision_line, resolve_config
 from realbasicvsr.upscale.outputs import check_paths, commit_output, output_kind
 from realbasicvsr.upscale.plan import Plan, SegmentConfig, auto_batch, check_cut_list, make_plan, run_identity
 from realbasicvsr.upscale.segments import batch_groups, processing_order, run_segments, stitch
@@ -62,8 +62,7 @@ class UpscaleResult:
     output_bytes: int
     fp32_fallbacks: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
-    # Which weights made the output: the name or path given, the default choice's note (`default_weights`), or
-    # "the model given" when the caller passed a loaded model.
+    # Which weights: the name or path given, the default's note (`default_weights`), or "the model given".
     weights: str = ""
     # False for a worker that finished its share while others still work: the last one to finish writes `output`.
     complete: bool = True
@@ -130,8 +129,8 @@ def upscale_video(
     so explicitly ((0, 1): this process alone, as a library of videos shared file by file does). `on_plan` is
     told (frames, estimated total) while the input is planned. The memory plan (`realbasicvsr.upscale.budget`:
     window, tiles, stripes under `options.max_memory`) is made once the weights are loaded, before any model work;
-    a budget no plan fits is refused then. `on_note` is told its one line (`MemoryPlan.line`).
-    Input and output are checked before the weights are loaded, so mistakes are reported fast.
+    a budget no plan fits is refused then. `on_note` is told the precision and the plan (`precision_line`,
+    `MemoryPlan.line`). Input and output are checked before the weights are loaded, so mistakes are reported fast.
     """
     options = resolve_config(worker_options(options or UpscaleConfig()))
     encode = encode or EncodeConfig()
@@ -192,8 +191,9 @@ def upscale_video(
     longest = None if info.num_frames is None else min(info.num_frames, segments.segment_frames + segments.warmup)
     memory_plan = upscaler.plan_for(info.width, info.height, segments.batch or 1, video_output=kind == "video",
                                     frames=longest)  # fmt: skip
-    if on_note is not None:
-        on_note(memory_plan.line())
+    if on_note is not None:  # before any work: the precision picked here, and the memory plan
+        for note in (precision_line(options), memory_plan.line()):
+            on_note(note)
     identity = run_identity(info, kind, output, options, encode, segments, model, fps, width, height)
 
     def make_writer(tmp: Path) -> FrameWriter:
