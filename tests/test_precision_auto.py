@@ -126,3 +126,26 @@ def test_the_command_runs_bf16_by_default_on_a_native_cpu_and_stays_close_to_fp3
     assert not np.array_equal(auto_frames, fp32_frames)  # bf16 really ran
     mse = np.mean((auto_frames - fp32_frames).astype(np.float64) ** 2)
     assert 10 * np.log10(255**2 / mse) >= 45
+
+
+def test_info_names_the_cpu_and_what_auto_picks(native_bf16, capsys):
+    for on, picked in ((False, "fp32"), (True, "bf16")):
+        native_bf16(on)
+        assert main(["info"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("cpu: "))
+        assert features.cpu_features().model in line and line.endswith(f"--dtype auto here: {picked} on cpu")
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`realbasicvsr info | head -1`: the reader has gone; no traceback, and the shell's SIGPIPE status."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that already left: the first write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "realbasicvsr", "info"], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""

@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: stopped by {signal.Signals(stop.signum).name}; {kept or 'partial output was removed'}",
               file=sys.stderr)  # fmt: skip
         return 128 + stop.signum
+    except BrokenPipeError:  # `realbasicvsr info | head`: the reader left; say nothing more, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 141
     except (OSError, RuntimeError) as error:
         full = _with_kept(disk_full(error, _output_of(args)), args)
         if full is None:

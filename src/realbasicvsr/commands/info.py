@@ -22,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
     if torch.backends.mps.is_available():
         devices.append("mps")
     print(f"devices: {', '.join(devices)}")
+    from realbasicvsr.models.cpu_features import cpu_features
+    from realbasicvsr.upscale.config import pick_device, resolve_dtype
+
+    device = pick_device("auto")
+    cpu = cpu_features()
+    print(f"cpu: {cpu.line()}; --dtype auto here: {resolve_dtype('auto', device)} on {device}")
     print(f"weights cache: {weights_cache_dir()}")
     for name, info in KNOWN_WEIGHTS.items():
         cached = cached_known_weights(name)
