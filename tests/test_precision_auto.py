@@ -149,3 +149,15 @@ def test_a_closed_pipe_ends_the_command_quietly():
     finally:
         os.close(write_end)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_bad_override_is_one_line_that_says_what_to_set(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(features.OVERRIDE_VARIABLE, "maybe")
+    features.cpu_features.cache_clear()
+    try:
+        assert main(["upscale", str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4")]) == 1
+    finally:
+        features.cpu_features.cache_clear()
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "REALBASICVSR_CPU_BF16='maybe'" in error and "set it to 1" in error
+    assert not list(tmp_path.iterdir())

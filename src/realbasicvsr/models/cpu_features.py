@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from realbasicvsr.errors import UserError, brief
+
 OVERRIDE_VARIABLE = "REALBASICVSR_CPU_BF16"
 
 
@@ -83,11 +85,17 @@ def _torch_says(name: str, fallback: bool) -> bool:
 
 
 def _override() -> bool | None:
-    value = os.environ.get(OVERRIDE_VARIABLE, "").strip().lower()
+    raw = os.environ.get(OVERRIDE_VARIABLE)
+    value = (raw or "").strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
+    if value:
+        raise UserError(
+            f"{OVERRIDE_VARIABLE}={brief(raw)} is not a switch; set it to 1 (native bf16) or 0 (none), or unset it "
+            "to detect the CPU"
+        )
     return None
 
 
