@@ -77,13 +77,20 @@ def window(index: int, seed: int, num_files: int, height: int, width: int, num: 
     )
 
 
+OP_KEYS = (
+    "unsharp mask (15 frames)", "plan sampling", "blur", "resize", "noise", "jpeg", "jpeg: encoder",
+    "codec", "codec: RGB -> YUV", "codec: encoder", "codec: decode -> RGB", "quantize + to (T,3,H,W)", "total",
+)  # fmt: skip
+
+
 def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -> dict[str, list[float]]:
-    """CPU seconds per sample and op category, with the building blocks of make_training_sample."""
+    """CPU seconds per sample and op category, with the building blocks of make_training_sample (the same calls,
+    timed one by one; the codec and JPEG steps split so that the encoders can be told apart)."""
     from realbasicvsr.degrade import official, ops
     from realbasicvsr.degrade.codec import decode_rgb, encode_yuv, to_yuv_frames
-    from realbasicvsr.degrade.plan import CodecStep, apply_step
+    from realbasicvsr.degrade.plan import CodecStep, JpegStep, apply_step
     from realbasicvsr.degrade.random_plan import sample_plan
-    from realbasicvsr.degrade.training_sample import unsharp_config_mask
+    from realbasicvsr.degrade.training_sample import mirrored_chw, unsharp_config_mask
 
     config = official()
     times: dict[str, list[float]] = collections.defaultdict(list)
@@ -94,8 +101,7 @@ def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -
         acc: dict[str, float] = collections.defaultdict(float)
         t_all = time.process_time()
         t = time.process_time()
-        gt = gt_u8.astype(np.float32) * np.float32(1 / 255)
-        usm = unsharp_config_mask(gt, config)
+        usm = unsharp_config_mask(gt_u8, config)  # uint8 in, as make_training_sample
         acc["unsharp mask (15 frames)"] += time.process_time() - t
         t = time.process_time()
         plan = sample_plan(config, 30, (64, 64), rng)
@@ -116,19 +122,27 @@ def per_op(paths: list[Path], shape: tuple[int, int], samples: int, seed: int) -
                 acc["codec: decode -> RGB"] += time.process_time() - t2
                 acc["codec"] += time.process_time() - t
                 continue
+            if isinstance(step, JpegStep):  # ops.jpeg in its three parts
+                t = time.process_time()
+                images = [ops.to_uint8(f) for f in frames]
+                t1 = time.process_time()
+                encoded = ops.jpeg_encode(images, step.qualities)
+                t2 = time.process_time()
+                frames = ops.jpeg_decode(encoded)
+                acc["jpeg: encoder"] += t2 - t1
+                acc["jpeg"] += time.process_time() - t
+                continue
             t = time.process_time()
             frames = apply_step(frames, step, plan, index)
             acc[type(step).__name__.replace("Step", "").lower()] += time.process_time() - t
         t = time.process_time()
         ops.to_clip(ops.quantize(frames))
         order = np.r_[0:15, 14:-1:-1]
-        np.ascontiguousarray(gt.transpose(0, 3, 1, 2))[order]
-        np.ascontiguousarray(usm.transpose(0, 3, 1, 2))[order]
+        np.multiply(np.ascontiguousarray(gt_u8.transpose(0, 3, 1, 2))[order], np.float32(1 / 255), dtype=np.float32)
+        mirrored_chw(usm, True)
         acc["quantize + to (T,3,H,W)"] += time.process_time() - t
         acc["total"] = time.process_time() - t_all
-        for key in ("unsharp mask (15 frames)", "plan sampling", "blur", "resize", "noise", "jpeg", "codec",
-                    "codec: RGB -> YUV", "codec: encoder", "codec: decode -> RGB",
-                    "quantize + to (T,3,H,W)", "total"):  # fmt: skip
+        for key in OP_KEYS:
             times[key].append(acc.get(key, 0.0))
     return times
 
@@ -314,6 +328,16 @@ def _summary(name: str, values: list[float], total_mean: float | None = None) ->
     return f"  {name:32s} {stats}{share}"
 
 
+def cpu_line() -> str:
+    """The CPU model and the ISA features that matter here (realbasicvsr.models.cpu_features)."""
+    try:
+        from realbasicvsr.models.cpu_features import cpu_features
+
+        return cpu_features().line()
+    except ImportError:  # an older checkout without the module
+        return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=20, help="samples per variant (default 20)")
@@ -332,7 +356,7 @@ def main() -> None:
     os.sched_setaffinity(0, {min(all_cpus)})
     frames, source = source_frames()
     load_before = os.getloadavg()
-    print(f"source: {source}; {platform.processor() or platform.machine()}, {len(all_cpus)} CPUs; one core used")
+    print(f"source: {source}; {cpu_line()}, {len(all_cpus)} CPUs; one core used")
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_pngs(frames, Path(tmp))
         shape = frames.shape[1:3]
@@ -352,9 +376,19 @@ def main() -> None:
     for key, values in ops_times.items():
         print(_summary(key, values, None if key == "total" else total_mean))
     encoder_mean = float(np.mean(ops_times["codec: encoder"]) * 1000)
+    jpeg_encoder_mean = float(np.mean(ops_times["jpeg: encoder"]) * 1000)
+    rest = (
+        np.asarray(ops_times["total"])
+        - np.asarray(ops_times["codec: encoder"])
+        - np.asarray(ops_times["jpeg: encoder"])
+    )
     print(
         f"  the encoders alone (x264 / mpeg4 as configured): {encoder_mean:.0f} ms mean per sample; "
         f"everything else {total_mean - encoder_mean:.0f} ms"
+    )
+    print(
+        f"  the JPEG encoder (cv2.imencode): {jpeg_encoder_mean:.0f} ms mean; everything but the video and JPEG "
+        f"encoders: {rest.mean() * 1000:.0f} ms mean, {np.median(rest) * 1000:.0f} ms median per sample"
     )
     print(f"\n2. end to end (load PNGs + make_training_sample), one core, n = {args.samples} per variant, interleaved")
     print("   mirror = 15 loaded + mirror (official); no_mirror = 30 loaded; fast = mirror with the fast() preset")
@@ -382,6 +416,7 @@ def main() -> None:
         record = {
             "bench": "degrade",
             "source": source,
+            "cpu": cpu_line(),
             "cpus": len(all_cpus),
             "samples": args.samples,
             "per_op_median_ms": {k: float(np.median(v) * 1000) for k, v in ops_times.items()},

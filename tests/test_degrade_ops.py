@@ -10,7 +10,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("scipy")
 
-from realbasicvsr.degrade import ops  # noqa: E402
+from realbasicvsr.degrade import noise, ops  # noqa: E402
 from realbasicvsr.degrade.codec import to_uint8_like_reference, video_compress  # noqa: E402
 from realbasicvsr.degrade.kernels import (  # noqa: E402
     gaussian_kernel,
@@ -120,12 +120,12 @@ def test_resize_sizes_and_even_rule():
 def test_gaussian_noise_statistics_and_gray():
     rng = np.random.default_rng(0)
     frames = [np.full((128, 128, 3), 0.5, np.float32)] * 2
-    color = ops.add_gaussian_noise(frames, [10 / 255, 20 / 255], False, rng)
+    color = noise.add_gaussian_noise(frames, [10 / 255, 20 / 255], False, rng)
     assert np.std(color[0] - 0.5) == pytest.approx(10 / 255, rel=0.03)
     assert np.std(color[1] - 0.5) == pytest.approx(20 / 255, rel=0.03)
     assert abs(np.mean(color[0] - 0.5)) < 1e-3
     assert not np.allclose(color[0][..., 0], color[0][..., 1])
-    gray = ops.add_gaussian_noise(frames, [10 / 255] * 2, True, rng)
+    gray = noise.add_gaussian_noise(frames, [10 / 255] * 2, True, rng)
     assert gray[0].shape == (128, 128, 3)
     np.testing.assert_array_equal(gray[0][..., 0], gray[0][..., 2])
 
@@ -135,7 +135,7 @@ def test_poisson_counts_match_the_poisson_distribution():
 
     rng = np.random.default_rng(0)
     levels = np.repeat(np.array([0, 1, 20, 128, 255], np.uint8), 40_000)
-    counts = ops.poisson_counts(levels, 256, rng)
+    counts = noise.poisson_counts(levels, 256, rng)
     for level in (0, 1, 20, 128, 255):
         sample = counts[levels == level]
         rate = level * 256 / 255
@@ -157,10 +157,10 @@ def test_poisson_noise_levels_and_gray():
     # two distinct values -> vals = 2: the noisy image minus the scaled offset is a multiple of 1/2
     frame = np.zeros((64, 64, 3), np.float32)
     frame[:, 32:] = 1.0
-    out = ops.add_poisson_noise([frame], [1.0], False, rng)[0]
+    out = noise.add_poisson_noise([frame], [1.0], False, rng)[0]
     assert np.allclose((out * 2) % 1, 0, atol=1e-5)
     assert np.all(out[:, :32] == 0)  # level 0 has no shot noise
-    gray = ops.add_poisson_noise([np.full((32, 32, 3), 0.4, np.float32)], [1.0], True, rng)[0]
+    gray = noise.add_poisson_noise([np.full((32, 32, 3), 0.4, np.float32)], [1.0], True, rng)[0]
     np.testing.assert_array_equal(gray[..., 0], gray[..., 1])
 
 
@@ -251,14 +251,14 @@ def test_poisson_inverse_cdf_at_the_extremes():
     levels = np.array([0, 1, 128, 255], np.uint8)
     rates = levels.astype(np.float64) * 256 / 255
     # the largest draw must still give a plausible count (no run-off to the end of the table)
-    top = ops.poisson_inverse_cdf(levels, np.full(4, (1 << 30) - 1, np.int32), 256)
+    top = noise.poisson_inverse_cdf(levels, np.full(4, (1 << 30) - 1, np.int32), 256)
     assert top[0] == 0
     assert np.all(top[1:] > rates[1:]) and np.all(top[1:] < rates[1:] + 8 * np.sqrt(rates[1:]) + 8)
     # the smallest draw gives the bottom of the distribution, the middle one its median
-    bottom = ops.poisson_inverse_cdf(levels, np.zeros(4, np.int32), 256)
+    bottom = noise.poisson_inverse_cdf(levels, np.zeros(4, np.int32), 256)
     np.testing.assert_array_equal(bottom[:2], [0, 0])
     assert np.all(bottom[2:] > rates[2:] - 8 * np.sqrt(rates[2:]))
-    middle = ops.poisson_inverse_cdf(levels, np.full(4, 1 << 29, np.int32), 256)
+    middle = noise.poisson_inverse_cdf(levels, np.full(4, 1 << 29, np.int32), 256)
     np.testing.assert_allclose(middle, rates, atol=1.0)
 
 
@@ -267,12 +267,12 @@ def test_poisson_min_vals_keeps_flat_graphics_as_noisy_as_photographs():
     # noise of std sqrt(v) -- far outside [0, 1], so clipping later moves its mean colour. min_vals=256 treats it
     # as a photograph (std sqrt(v / 256)).
     flat = [np.full((64, 64, 3), 0.75, np.float32)]
-    reference = ops.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0))[0]
-    photo_like = ops.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0), min_vals=256)[0]
+    reference = noise.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0))[0]
+    photo_like = noise.add_poisson_noise(flat, [1.0], False, np.random.default_rng(0), min_vals=256)[0]
     assert reference.std() > 0.6 and np.clip(reference, 0, 1).mean() < 0.6
     assert 0.03 < photo_like.std() < 0.08 and abs(np.clip(photo_like, 0, 1).mean() - 0.75) < 0.01
     # A frame with many distinct values is unchanged by the option.
     ramp = [np.linspace(0, 1, 64 * 64 * 3, dtype=np.float32).reshape(64, 64, 3)]
-    a = ops.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1))[0]
-    b = ops.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1), min_vals=256)[0]
+    a = noise.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1))[0]
+    b = noise.add_poisson_noise(ramp, [1.0], True, np.random.default_rng(1), min_vals=256)[0]
     np.testing.assert_array_equal(a, b)

@@ -4,12 +4,13 @@ A clip travels through the chain as a list of (H, W, 3) float32 RGB frames in [0
 that range between steps, as in the reference). A list, not one (T, 3, H, W) array, because a walking resize
 gives the frames of one clip different sizes, and because OpenCV works on interleaved (H, W, C) images:
 converting at every step would cost more than the ops themselves. `to_frames` / `to_clip` convert from and
-to the (T, 3, H, W) layout at the edges.
+to the (T, 3, H, W) layout at the edges. Each op still works on the whole clip where that saves work: one
+batched SVD per blur step, FFT spectra shared between repeated frames, and outputs of equal size written into
+one (T, H, W, 3) buffer (`output_frames`). The noise ops are in `degrade.noise`.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,34 +39,81 @@ def to_frames(clip: np.ndarray) -> Frames:
 
 
 def to_clip(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """List of equally sized (H, W, 3) frames -> (T, 3, H, W) float32."""
-    return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2), dtype=np.float32)
+    """List of equally sized (H, W, 3) frames -> (T, 3, H, W) float32, in one copy."""
+    if not len(frames):
+        raise ValueError("to_clip needs at least one frame")
+    out = np.empty((len(frames), frames[0].shape[2], *frames[0].shape[:2]), np.float32)
+    for frame, target in zip(frames, out):
+        target[...] = frame.transpose(2, 0, 1)
+    return out
 
 
 def separable_factors(kernel: np.ndarray, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray] | None:
     """(column, row) vectors with kernel = column @ row when the kernel has rank 1 (isotropic Gaussians,
     axis-aligned anisotropic ones), else None."""
-    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
-    if s[1] > tol * s[0]:
-        return None
-    root = np.sqrt(s[0])
-    return (u[:, 0] * root).astype(np.float32), (vt[0] * root).astype(np.float32)
+    return separable_factors_batch(kernel[None], tol)[0]
+
+
+def separable_factors_batch(kernels: np.ndarray, tol: float = 1e-7) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """`separable_factors` of each kernel of a (T, k, k) stack, with one batched SVD (LAPACK per kernel, as T calls)."""
+    u, s, vt = np.linalg.svd(np.asarray(kernels, dtype=np.float64))
+    out: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for i in range(len(s)):
+        if s[i, 1] > tol * s[i, 0]:
+            out.append(None)
+        else:
+            root = np.sqrt(s[i, 0])
+            out.append(((u[i, :, 0] * root).astype(np.float32), (vt[i, 0] * root).astype(np.float32)))
+    return out
+
+
+def _fft_shape(height: int, width: int, pad: int) -> tuple[int, int]:
+    from scipy import fft as sfft
+
+    return sfft.next_fast_len(height + 2 * pad, real=True), sfft.next_fast_len(width + 2 * pad, real=True)
+
+
+def image_spectrum(frame: np.ndarray, pad: int) -> np.ndarray:
+    """rfft2 over axes (0, 1) of the reflect-101 padded frame, zero-padded to `_fft_shape`."""
+    from scipy import fft as sfft
+
+    cv2 = cv2_module()
+    shape = _fft_shape(frame.shape[0], frame.shape[1], pad)
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    return sfft.rfft2(padded, s=shape, axes=(0, 1), workers=1)
+
+
+def kernel_spectra(kernels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """rfft2 of each flipped kernel of a (T, k, k) stack zero-padded to `shape`, in one call per axis: the row
+    transforms run on the k non-zero rows only (rfft2 with s= would also transform shape[0] - k zero rows)."""
+    from scipy import fft as sfft
+
+    rows = sfft.rfft(kernels[:, ::-1, ::-1], n=shape[1], axis=2, workers=1)
+    return sfft.fft(rows, n=shape[0], axis=1, overwrite_x=True, workers=1)
+
+
+def spectral_correlate(
+    spectrum: np.ndarray, kernel_spectrum: np.ndarray, frame_shape: tuple[int, ...], pad: int, out: np.ndarray
+) -> np.ndarray:
+    """The valid part of irfft2(spectrum * kernel_spectrum) written to `out`: correlation is convolution with
+    the flipped kernel, so the valid part starts at 2 * pad; only the rows kept are row-transformed."""
+    from scipy import fft as sfft
+
+    height, width = frame_shape[:2]
+    full_width = _fft_shape(height, width, pad)[1]
+    product = np.multiply(spectrum, kernel_spectrum[..., None])
+    columns = sfft.ifft(product, axis=0, overwrite_x=True, workers=1)[2 * pad : 2 * pad + height]
+    out[...] = sfft.irfft(columns, n=full_width, axis=1, workers=1)[:, 2 * pad : 2 * pad + width]
+    return out
 
 
 def fft_correlate(frame: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """cv2.filter2D(frame, -1, kernel) (reflect-101 border) computed with real FFTs (scipy.fft, float32)."""
-    from scipy import fft as sfft
-
-    cv2 = cv2_module()
     pad = kernel.shape[0] // 2
-    height, width = frame.shape[:2]
-    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-    shape = tuple(sfft.next_fast_len(n, real=True) for n in padded.shape[:2])
-    spectrum = sfft.rfft2(padded, s=shape, axes=(0, 1), workers=1)
-    # correlation = convolution with the flipped kernel; the valid part starts at 2 * pad
-    spectrum *= sfft.rfft2(kernel[::-1, ::-1], s=shape, workers=1)[..., None]
-    full = sfft.irfft2(spectrum, s=shape, axes=(0, 1), workers=1)
-    return np.ascontiguousarray(full[2 * pad : 2 * pad + height, 2 * pad : 2 * pad + width], dtype=np.float32)
+    shape = _fft_shape(frame.shape[0], frame.shape[1], pad)
+    spectrum = kernel_spectra(np.asarray(kernel, np.float32)[None], shape)[0]
+    out = np.empty(frame.shape, np.float32)
+    return spectral_correlate(image_spectrum(frame, pad), spectrum, frame.shape, pad, out)
 
 
 # Measured on this project's machine (one core, OpenCV 5.0): cv2.filter2D takes ~10 ms per 256x256x3
@@ -86,23 +134,60 @@ def to_uint8(frame: np.ndarray) -> np.ndarray:
     return out.reshape(frame.shape)
 
 
-def blur(frames: Sequence[np.ndarray], kernels: Sequence[np.ndarray]) -> Frames:
+def output_frames(shapes: Sequence[tuple[int, ...]]) -> Frames:
+    """Empty float32 frames of `shapes`: views of one (T, ...) buffer when all shapes are equal (one allocation;
+    ops write their results there with OpenCV's dst= instead of allocating a frame each)."""
+    if len(set(shapes)) == 1:
+        return list(np.empty((len(shapes), *shapes[0]), np.float32))
+    return [np.empty(shape, np.float32) for shape in shapes]
+
+
+def _memory_key(frame: np.ndarray) -> tuple:
+    """Frames with equal keys are the same pixels (the mirrored half of a training clip holds views of the first)."""
+    return frame.__array_interface__["data"][0], frame.shape, frame.strides, frame.dtype.str
+
+
+def blur(frames: Sequence[np.ndarray], kernels: Sequence[np.ndarray] | np.ndarray) -> Frames:
     """Correlate frame i with kernel i (border reflect-101), as the reference's cv2.filter2D.
 
-    Same result up to float rounding (< 1e-6), faster: rank-1 kernels go through two 1-D passes
-    (cv2.sepFilter2D), large kernels on large frames through FFTs.
+    Same result up to float rounding (< 1e-6), faster: one batched SVD finds the rank-1 kernels, which go
+    through two 1-D passes (cv2.sepFilter2D); large kernels on large frames go through FFTs (the kernels'
+    transforms batched, and a frame that appears twice in the clip, as the mirrored half of a training sample
+    does, transformed once); the rest through cv2.filter2D.
     """
     cv2 = cv2_module()
-    _check_len(frames, kernels, "kernels")
-    out = []
-    for frame, kernel in zip(frames, kernels):
-        factors = separable_factors(kernel)
-        if factors is not None:
-            out.append(cv2.sepFilter2D(frame, -1, factors[1], factors[0], borderType=cv2.BORDER_REFLECT_101))
-        elif kernel.shape[0] >= _FFT_MIN_KERNEL and frame.shape[0] * frame.shape[1] >= _FFT_MIN_PIXELS:
-            out.append(fft_correlate(frame, kernel))
+    check_len(frames, kernels, "kernels")
+    if len({np.shape(k) for k in kernels}) > 1:  # kernels of several sizes: one call per frame
+        return [blur([f], [k])[0] for f, k in zip(frames, kernels)]
+    if not len(frames):
+        return []
+    frames = [np.asarray(f, dtype=np.float32) for f in frames]  # the dst= buffers are float32 (no copy if already)
+    stack = np.asarray(kernels, dtype=np.float32)
+    factors = separable_factors_batch(stack)
+    pad = stack.shape[1] // 2
+    use_fft = [
+        factors[i] is None and stack.shape[1] >= _FFT_MIN_KERNEL and f.shape[0] * f.shape[1] >= _FFT_MIN_PIXELS
+        for i, f in enumerate(frames)
+    ]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in np.flatnonzero(use_fft):
+        groups.setdefault(_fft_shape(frames[i].shape[0], frames[i].shape[1], pad), []).append(int(i))
+    kernel_spectrum = {}
+    for shape, members in groups.items():
+        kernel_spectrum.update(zip(members, kernel_spectra(stack[members], shape)))
+    out = output_frames([f.shape for f in frames])
+    spectra: dict[tuple, np.ndarray] = {}
+    for i, (frame, kernel) in enumerate(zip(frames, stack)):
+        if factors[i] is not None:
+            column, row = factors[i]
+            cv2.sepFilter2D(frame, -1, row, column, dst=out[i], borderType=cv2.BORDER_REFLECT_101)
+        elif use_fft[i]:
+            key = _memory_key(frame)
+            if key not in spectra:
+                spectra[key] = image_spectrum(frame, pad)
+            spectral_correlate(spectra[key], kernel_spectrum.pop(i), frame.shape, pad, out[i])
         else:
-            out.append(cv2.filter2D(frame, -1, kernel))
+            cv2.filter2D(frame, -1, kernel, dst=out[i], borderType=cv2.BORDER_REFLECT_101)
     return out
 
 
@@ -115,7 +200,7 @@ def resize(frames: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]], inter
     if interpolation not in _INTERPOLATION_FLAGS:
         raise ValueError(f"unknown interpolation {interpolation!r}; known: {sorted(_INTERPOLATION_FLAGS)}")
     flag = getattr(cv2, _INTERPOLATION_FLAGS[interpolation])
-    _check_len(frames, sizes, "sizes")
+    check_len(frames, sizes, "sizes")
     out = []
     for frame, (h, w) in zip(frames, sizes):
         if frame.shape[:2] == (h, w):
@@ -134,130 +219,36 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(2, 2 * int(height * scale / 2)), max(2, 2 * int(width * scale / 2))
 
 
-def add_gaussian_noise(
-    frames: Sequence[np.ndarray], sigmas: Sequence[float], gray: bool, rng: np.random.Generator
-) -> Frames:
-    """frame + N(0, sigma^2) per pixel; gray noise is one sample per pixel shared by the 3 channels.
-
-    sigma is in [0, 1] units (the config's 8-bit values divided by 255). The normal samples come from a
-    torch generator seeded from `rng` (torch's vectorised sampler is about 2x faster than numpy's here).
-    """
-    import torch
-
-    _check_len(frames, sigmas, "sigmas")
-    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-    out = []
-    for frame, sigma in zip(frames, sigmas):
-        h, w = frame.shape[:2]
-        noise = torch.randn((h, w, 1 if gray else 3), generator=generator, dtype=torch.float32).numpy()
-        noise *= np.float32(sigma)
-        if not gray:
-            out.append(np.add(noise, frame, out=noise))  # reuse the buffer
-        else:
-            out.append(frame + noise)
-    return out
-
-
-_GUIDE_BITS = 12  # 4096 guide cells per level
-# Probabilities in 30-bit fixed point: tables and draws stay int32 (half the memory traffic of int64) and the
-# draws come from a power-of-two range (numpy's fast path; other ranges need rejection and are slower).
-_FIXED_BITS = 30
-_FIXED_ONE = 1 << _FIXED_BITS
-
-
-@functools.lru_cache(maxsize=16)
-def _poisson_tables(vals: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Inverse-CDF tables of Poisson(level * vals / 255) for the 256 levels of an 8-bit image.
-
-    Returns (cdf, guide, width), int32: cdf[level * width + k] = P(X <= k) in 30-bit fixed point (the last
-    entry of a row is 2^30, above every uniform draw, so the search always stops inside the row);
-    guide[(level << 12) | cell] = the first k whose cdf exceeds the cell's lower bound, where the search
-    starts.
-    """
-    rates = np.arange(256, dtype=np.float64) * (vals / 255.0)
-    width = int(rates[-1] + 12 * np.sqrt(rates[-1]) + 24)  # the tail beyond has probability < 1e-30
-    k = np.arange(width, dtype=np.float64)
-    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, width, dtype=np.float64)))])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_pmf = k[None, :] * np.log(rates[:, None]) - rates[:, None] - log_factorial[None, :]
-    log_pmf[0] = -np.inf
-    log_pmf[0, 0] = 0.0  # rate 0: always 0
-    cdf = np.cumsum(np.exp(log_pmf), axis=1)
-    cdf /= cdf[:, -1:]  # exactly 1 at the end of each row
-    # Rounded to nearest: where the tail is below 2^-31 the entry is 2^30, above every draw, so the search stops
-    # there (flooring would leave 2^30 - 1 and let the largest draw run to the end of the table).
-    fixed = np.minimum(np.rint(cdf * _FIXED_ONE), _FIXED_ONE).astype(np.int64)
-    cells = np.arange(1 << _GUIDE_BITS, dtype=np.int64) << (_FIXED_BITS - _GUIDE_BITS)
-    guide = np.stack([np.searchsorted(row, cells, side="right") for row in fixed])
-    guide += np.arange(256)[:, None] * width
-    return fixed.astype(np.int32).ravel(), guide.astype(np.int32).ravel(), width
-
-
-def poisson_counts(levels: np.ndarray, vals: int, rng: np.random.Generator) -> np.ndarray:
-    """Poisson(levels * vals / 255) samples for an array of 8-bit levels (int32 counts, same shape).
-
-    Inverse-CDF sampling with a guide table (Chen & Asau) on 30-bit uniform integers: exact up to the 2^-30
-    fixed-point rounding of the CDF, and 2-4x faster than numpy's per-element Poisson sampler because the
-    rate takes only 256 values. The stream of draws differs from `rng.poisson`, the distribution not.
-    """
-    # full-range uint32 draws are numpy's fastest integers; the top 30 bits, as int32
-    u = (rng.integers(0, 1 << 32, levels.size, dtype=np.uint32) >> np.uint32(32 - _FIXED_BITS)).view(np.int32)
-    return poisson_inverse_cdf(levels, u.reshape(levels.shape), vals)
-
-
-def poisson_inverse_cdf(levels: np.ndarray, u: np.ndarray, vals: int) -> np.ndarray:
-    """The smallest k with u < 2^30 * P(X <= k), X ~ Poisson(level * vals / 255); u int32 in [0, 2^30)."""
-    cdf, guide, width = _poisson_tables(int(vals))
-    flat_levels = levels.ravel().astype(np.int32)
-    u = u.ravel()
-    idx = guide[(flat_levels << _GUIDE_BITS) | (u >> (_FIXED_BITS - _GUIDE_BITS))]
-    todo = np.flatnonzero(cdf[idx] <= u)
-    while todo.size:  # walk up to the first k with u < cdf[k]; a few percent of pixels, 1-2 steps
-        idx[todo] += 1
-        todo = todo[cdf[idx[todo]] <= u[todo]]
-    return (idx - flat_levels * width).reshape(levels.shape)
-
-
-def add_poisson_noise(
-    frames: Sequence[np.ndarray], scales: Sequence[float], gray: bool, rng: np.random.Generator, min_vals: int = 1
-) -> Frames:
-    """Signal-dependent shot noise, as the reference: v = 8-bit quantised image (or its luma when gray),
-    vals = 2^ceil(log2(number of distinct values of v)), noise = Poisson(v * vals) / vals - v, scaled.
-    `min_vals` > 1 is our option (not the reference): vals is at least that, so a frame of few distinct values
-    (a flat graphic) is not given the far stronger noise the reference gives it.
-    """
-    cv2 = cv2_module()
-    _check_len(frames, scales, "scales")
-    out = []
-    for frame, scale in zip(frames, scales):
-        src = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[..., None] if gray else frame
-        levels = to_uint8(src)
-        distinct = int(np.count_nonzero(np.bincount(levels.ravel(), minlength=256)))
-        vals = max(int(2 ** np.ceil(np.log2(distinct))), min_vals)
-        # noise * scale = (counts / vals - level / 255) * scale, through a 256-entry table for the level term
-        counts = poisson_counts(levels, vals, rng).astype(np.float32)
-        counts *= np.float32(scale / vals)
-        counts -= (np.arange(256, dtype=np.float32) * np.float32(scale / 255.0))[levels]
-        out.append(np.add(counts, frame, out=counts) if not gray else frame + counts)
-    return out
-
-
 def jpeg(frames: Sequence[np.ndarray], qualities: Sequence[int]) -> Frames:
     """JPEG round trip per frame at the given integer quality (cv2, 8-bit with rounding and saturation).
 
     Like the reference, the RGB array is handed to OpenCV as if it were BGR, so the JPEG colour transform
-    sees R and B swapped; this keeps the chroma artefacts of the official training data.
+    sees R and B swapped; this keeps the chroma artefacts of the official training data. The encoder and the
+    decoder are separate functions so that their costs can be measured (benchmarks/bench_degrade.py).
     """
+    check_len(frames, qualities, "qualities")
+    return jpeg_decode(jpeg_encode([to_uint8(f) for f in frames], qualities))
+
+
+def jpeg_encode(images: Sequence[np.ndarray], qualities: Sequence[int]) -> list[np.ndarray]:
+    """The encoder alone: uint8 (H, W, 3) images -> JPEG bytes (cv2.imencode) at the given qualities."""
     cv2 = cv2_module()
-    _check_len(frames, qualities, "qualities")
     out = []
-    for frame, quality in zip(frames, qualities):
-        img8 = to_uint8(frame)
-        ok, encoded = cv2.imencode(".jpg", img8, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    for image, quality in zip(images, qualities):
+        ok, encoded = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
         if not ok:
-            raise RuntimeError(f"OpenCV could not JPEG-encode a frame of shape {frame.shape}")
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-        out.append(decoded.astype(np.float32) * np.float32(1.0 / 255.0))
+            raise RuntimeError(f"OpenCV could not JPEG-encode a frame of shape {image.shape}")
+        out.append(encoded)
+    return out
+
+
+def jpeg_decode(encoded: Sequence[np.ndarray]) -> Frames:
+    """JPEG bytes -> float32 (H, W, 3) frames in [0, 1] (written into one buffer when the sizes agree)."""
+    cv2 = cv2_module()
+    images = [cv2.imdecode(data, cv2.IMREAD_COLOR) for data in encoded]
+    out = output_frames([image.shape for image in images])
+    for image, target in zip(images, out):
+        np.multiply(image, np.float32(1.0 / 255.0), out=target)
     return out
 
 
@@ -274,36 +265,48 @@ def unsharp_mask(
     1.5x faster). blur = G * img; res = img - blur; mask = |res| * 255 > threshold; soft = G * mask;
     out = soft * clip(img + weight * res, 0, 1) + (1 - soft) * img. G is OpenCV's Gaussian of size
     `kernel_size` (sigma 0 -> OpenCV's rule, 8.0 for 51), applied as two 1-D passes: the reference's 2-D
-    outer-product kernel gives the same result up to float rounding, about 4x slower.
+    outer-product kernel gives the same result up to float rounding, about 4x slower. The clip is processed as
+    one array in two buffers (the filters write into them, the last step is one torch.lerp).
     """
+    import torch
+
     cv2 = cv2_module()
     g = cv2.getGaussianKernel(kernel_size, sigma).astype(np.float32)
     source = np.asarray(frames)
+    img = np.empty(source.shape, np.float32)  # C order whatever the layout of a (flipped, transposed) input
     if source.dtype == np.uint8:
-        img = source.astype(np.float32) * np.float32(1.0 / 255.0)
+        np.multiply(source, np.float32(1.0 / 255.0), out=img)
         g_row = g * np.float32(1.0 / 255.0)  # blur(u8) / 255 = blur(u8 / 255)
     else:
-        source = img = source.astype(np.float32, copy=False)
-        g_row = g
+        img[...] = source
+        source, g_row = img, g
     blurred = np.empty_like(img)
     for i, frame in enumerate(source):
-        blurred[i] = cv2.sepFilter2D(frame, cv2.CV_32F, g_row, g, borderType=cv2.BORDER_REFLECT_101)
-    residue = img - blurred
-    mask = (np.abs(residue) * np.float32(255.0) > np.float32(threshold)).view(np.uint8)
-    soft = blurred  # reuse the buffer
+        cv2.sepFilter2D(frame, cv2.CV_32F, g_row, g, dst=blurred[i], borderType=cv2.BORDER_REFLECT_101)
+    residue = np.subtract(img, blurred)
+    magnitude = np.abs(residue, out=blurred)
+    magnitude *= np.float32(255.0)
+    mask = np.greater(magnitude, np.float32(threshold)).view(np.uint8)
+    soft = blurred  # the buffer is free again
     for i, frame_mask in enumerate(mask):
-        soft[i] = cv2.sepFilter2D(frame_mask, cv2.CV_32F, g, g, borderType=cv2.BORDER_REFLECT_101)
-    sharp = np.clip(img + np.float32(weight) * residue, 0.0, 1.0)
-    sharp -= img
-    sharp *= soft
-    return np.add(img, sharp, out=sharp)
+        cv2.sepFilter2D(frame_mask, cv2.CV_32F, g, g, dst=soft[i], borderType=cv2.BORDER_REFLECT_101)
+    rows = (-1, img.shape[-2] * img.shape[-1])  # OpenCV sees the clip as one 2-D image
+    sharp = cv2.scaleAdd(residue.reshape(rows), float(weight), img.reshape(rows), dst=residue.reshape(rows))
+    np.clip(sharp, 0.0, 1.0, out=sharp)
+    out = torch.from_numpy(residue)
+    # img + soft * (sharp - img), in one pass
+    torch.lerp(torch.from_numpy(img), out, torch.from_numpy(soft), out=out)
+    return residue
 
 
 def quantize(frames: Sequence[np.ndarray]) -> Frames:
     """Round to the 8-bit grid and clip: clip(round(255 x), 0, 255) / 255."""
-    return [to_uint8(f).astype(np.float32) * np.float32(1.0 / 255.0) for f in frames]
+    out = output_frames([f.shape for f in frames])
+    for frame, target in zip(frames, out):
+        np.multiply(to_uint8(frame), np.float32(1.0 / 255.0), out=target)
+    return out
 
 
-def _check_len(frames: Sequence[Any], params: Sequence[Any], name: str) -> None:
+def check_len(frames: Sequence[Any], params: Sequence[Any], name: str) -> None:
     if len(frames) != len(params):
         raise ValueError(f"{len(frames)} frames but {len(params)} {name}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from realbasicvsr.degrade import ops
+from realbasicvsr.degrade import noise, ops
 from realbasicvsr.degrade.codec import video_compress
 from realbasicvsr.degrade.config import (
     CODECS,
@@ -27,7 +27,7 @@ from realbasicvsr.degrade.config import (
     RESIZE_MODES,
     X264_PRESETS,
 )
-from realbasicvsr.degrade.kernels import make_kernel
+from realbasicvsr.degrade.kernels import make_kernels
 from realbasicvsr.errors import ConfigError, brief
 
 PLAN_FORMAT = 1
@@ -267,10 +267,9 @@ def plan_from_json(text: str) -> DegradationPlan:
 def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int) -> ops.Frames:
     """Apply one step to a list of (H, W, 3) float32 frames."""
     if isinstance(step, BlurStep):
-        kernels = [
-            make_kernel(step.kernel_type, step.kernel_size, sx, sy, rot, beta, omega)
-            for sx, sy, rot, beta, omega in zip(step.sigma_x, step.sigma_y, step.rotation, step.beta, step.omega)
-        ]
+        kernels = make_kernels(
+            step.kernel_type, step.kernel_size, step.sigma_x, step.sigma_y, step.rotation, step.beta, step.omega
+        )
         return ops.blur(frames, kernels)
     if isinstance(step, ResizeStep):
         if step.mode == "target":
@@ -283,9 +282,9 @@ def apply_step(frames: ops.Frames, step: Step, plan: DegradationPlan, index: int
         # One generator per step, derived from the plan's seed, so steps do not share noise samples.
         rng = np.random.default_rng([plan.noise_seed, index])
         if step.kind == "gaussian":
-            return ops.add_gaussian_noise(frames, [s / 255.0 for s in step.levels], step.gray, rng)
+            return noise.add_gaussian_noise(frames, [s / 255.0 for s in step.levels], step.gray, rng)
         if step.kind == "poisson":
-            return ops.add_poisson_noise(frames, step.levels, step.gray, rng, min_vals=step.poisson_min_vals)
+            return noise.add_poisson_noise(frames, step.levels, step.gray, rng, min_vals=step.poisson_min_vals)
         raise ValueError(f"unknown noise kind {step.kind!r}")
     if isinstance(step, JpegStep):
         return ops.jpeg(frames, step.qualities)

@@ -34,6 +34,17 @@ def _to_chw(frames: np.ndarray, order: np.ndarray) -> np.ndarray:
     return chw[order] if len(order) != len(chw) else chw
 
 
+def mirrored_chw(frames: np.ndarray, mirror: bool) -> np.ndarray:
+    """float32 (T, H, W, 3) -> (T2, 3, H, W) with the frames in the sample's order, in one transposing copy
+    (the mirrored half is a plain copy of the first: frames x1..xT, xT..x1)."""
+    num = len(frames)
+    out = np.empty((2 * num if mirror else num, frames.shape[3], *frames.shape[1:3]), np.float32)
+    out[:num] = frames.transpose(0, 3, 1, 2)
+    if mirror:
+        out[num:] = out[num - 1 :: -1]
+    return out
+
+
 def make_training_sample_with_plan(
     gt_frames: np.ndarray,
     rng: np.random.Generator,
@@ -57,7 +68,7 @@ def make_training_sample_with_plan(
     lq = ops.to_clip(apply_plan_frames(frames, plan))
     # plain GT: reorder in uint8 (4x less memory traffic), convert once
     gt = np.multiply(_to_chw(gt_frames, order), np.float32(1.0 / 255.0), dtype=np.float32)
-    sample = {"gt": gt, "gt_usm": _to_chw(gt_usm, order), "lq": lq}
+    sample = {"gt": gt, "gt_usm": mirrored_chw(gt_usm, mirror), "lq": lq}
     return sample, plan
 
 
