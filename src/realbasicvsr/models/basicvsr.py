@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from realbasicvsr.models.blocks import PixelShufflePack, ResidualBlocksWithInputConv, flow_warp
+from realbasicvsr.models.checkpointing import run_checkpointed
 from realbasicvsr.models.fused import conv_act, conv_add_
 from realbasicvsr.models.spynet import SPyNet
 
@@ -54,6 +55,9 @@ class BasicVSR(nn.Module):
         self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
         # Memory format of the per-frame tensors; RealBasicVSR.use_channels_last() switches it (faster on CPU).
         self.memory_format = torch.contiguous_format
+        # Training only (RealBasicVSR.use_activation_checkpointing): recompute each propagation step and each
+        # frame's x4 stage in the backward pass instead of keeping their activations (models/checkpointing.py).
+        self.checkpoint_activations = False
 
     def compute_flows(
         self, lrs: torch.Tensor, forward_pairs: int | None = None, max_batch_bytes: int | None = None
@@ -152,13 +156,13 @@ class BasicVSR(nn.Module):
         if state is not None:  # warp the carried feature onto this call's first frame
             boundary_flow = self.spynet(frames[0], state.lr.to(lrs.dtype))
             feat = flow_warp(state.feat.to(feat.dtype), boundary_flow.permute(0, 2, 3, 1))
+        checkpointed = self.checkpoint_activations
         for i in range(keep):
-            lr = frames[i]
+            lr, flow = frames[i], None
             if i > 0:
                 flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, t - 1 - i]
-                feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
-            feat = self.forward_resblocks(torch.cat([lr, feat.contiguous(memory_format=fmt)], dim=1))
-            hr = self.reconstruct(lr, backward_feats[i], feat, stripe_pixels)
+            feat = run_checkpointed(checkpointed, self._step, self.forward_resblocks, lr, feat, flow)
+            hr = run_checkpointed(checkpointed, self.reconstruct, lr, backward_feats[i], feat, stripe_pixels)
             backward_feats[i] = lrs.new_empty(0)  # free what is no longer needed
             yield hr
         # Clones: a view of `lrs` would keep the whole window alive until the next call.
@@ -190,12 +194,22 @@ class BasicVSR(nn.Module):
         feats: list[torch.Tensor] = [frames[0].new_empty(0)] * keep
         feat = frames[0].new_zeros(n, self.mid_channels, h, w).contiguous(memory_format=fmt)
         for i in range(t - 1, -1, -1):
-            if i < t - 1:
-                feat = flow_warp(feat, flows_backward[:, i].permute(0, 2, 3, 1))
-            feat = self.backward_resblocks(torch.cat([frames[i], feat.contiguous(memory_format=fmt)], dim=1))
+            flow = flows_backward[:, i] if i < t - 1 else None
+            feat = run_checkpointed(
+                self.checkpoint_activations, self._step, self.backward_resblocks, frames[i], feat, flow
+            )
             if i < keep:
                 feats[i] = feat
         return feats
+
+    def _step(
+        self, resblocks: ResidualBlocksWithInputConv, lr: torch.Tensor, feat: torch.Tensor, flow: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One propagation step of a branch: warp the previous feature by `flow` (None: the first frame, no warp),
+        then the residual trunk on (frame, feature)."""
+        if flow is not None:
+            feat = flow_warp(feat, flow.permute(0, 2, 3, 1))
+        return resblocks(torch.cat([lr, feat.contiguous(memory_format=self.memory_format)], dim=1))
 
     def iter_outputs(self, lrs: torch.Tensor) -> Iterator[torch.Tensor]:
         """Yield the HR frames (n, 3, 4h, 4w) one by one, so a caller never has to hold all of them."""

@@ -11,6 +11,7 @@ from torch import nn
 from realbasicvsr.errors import ConfigError, brief
 from realbasicvsr.models.basicvsr import BasicVSR, ForwardState
 from realbasicvsr.models.blocks import ResidualBlocksWithInputConv
+from realbasicvsr.models.checkpointing import checkpointed_cleaning
 
 # The official inference config leaves the threshold at 255 (1.0 in image units): one cleaning pass.
 OFFICIAL_INFERENCE_THRESHOLD = 255.0
@@ -86,6 +87,7 @@ class RealBasicVSR(nn.Module):
         # pass decision is still made on the mean over all frames); results differ by float rounding at most.
         self.cleaning_chunk = cleaning_chunk
         self.last_cleaning_passes = 0  # how many passes the last forward made (for tests and logs)
+        self.checkpoint_activations = False  # training only: see use_activation_checkpointing
 
         mid = self.config.mid_channels
         self.image_cleaning = nn.Sequential(
@@ -102,6 +104,14 @@ class RealBasicVSR(nn.Module):
         self.basicvsr.memory_format = fmt
         return self
 
+    def use_activation_checkpointing(self, enabled: bool = True) -> RealBasicVSR:
+        """Training: recompute the cleaning blocks, the propagation steps and the x4 stage of each frame in the
+        backward pass instead of keeping their activations (models/checkpointing.py). Same values and gradients;
+        no effect without autograd (inference)."""
+        self.checkpoint_activations = bool(enabled)
+        self.basicvsr.checkpoint_activations = bool(enabled)
+        return self
+
     def clean(self, lq: torch.Tensor) -> torch.Tensor:
         """Run the dynamic-refinement cleaning loop on (n, t, 3, h, w); returns a new tensor."""
         n, t, c, h, w = lq.shape
@@ -111,7 +121,7 @@ class RealBasicVSR(nn.Module):
         threshold = self.cleaning_threshold / 255.0
         passes = 0
         for passes in range(1, (self.max_cleaning_passes if fixed is None else fixed) + 1):  # noqa: B007 (read after)
-            residues = [self.image_cleaning(part) for part in flat.split(chunk)]
+            residues = [self._cleaning_residue(part) for part in flat.split(chunk)]
             residue = torch.cat(residues) if len(residues) > 1 else residues[0]
             flat = flat + residue
             if fixed is not None:
@@ -124,6 +134,11 @@ class RealBasicVSR(nn.Module):
             flat = flat.clone()  # a new tensor even without a pass: callers may write to it
         self.last_cleaning_passes = passes
         return flat.view(n, t, c, h, w)
+
+    def _cleaning_residue(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint_activations:
+            return checkpointed_cleaning(self.image_cleaning, x)
+        return self.image_cleaning(x)
 
     def iter_frames(self, lq: torch.Tensor) -> Iterator[torch.Tensor]:
         """Clean `lq` then yield HR frames (n, 3, 4h, 4w) one at a time (bounded memory for long windows)."""

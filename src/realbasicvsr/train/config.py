@@ -166,10 +166,16 @@ class OptimConfig:
 class RunConfig:
     steps: int = 300_000
     seed: int = 0
-    precision: Precision = "auto"  # auto = bf16 on CUDA when supported, else fp16 with a scaler; fp32 on CPU
+    # auto = bf16 on CUDA when supported, else fp16 with a scaler; on CPU bf16 where it is native (AMX or
+    # AVX512-BF16, models/cpu_features.py), else fp32. The run's first log lines say which and why.
+    precision: Precision = "auto"
     # NHWC weights and activations ("auto" = on CUDA only). benchmarks/bench_train.py, interleaved on this
     # project's 2-core CPU: channels_last steps took 0.47-0.84x the time of NCHW ones, hence the default.
     channels_last: ChannelsLast = "always"
+    # Recompute the propagation steps, each frame's x4 stage and the cleaning blocks in the backward pass instead
+    # of keeping their activations (models/checkpointing.py): same gradients, a fraction of the memory, about one
+    # more forward pass of compute. Measured in docs/training.md#memory-and-speed.
+    checkpoint_activations: bool = False
     # Generator initialisation: a run folder or checkpoint of ours (its EMA weights), an official .pth or a
     # release .safetensors. Stage 2 starts from the stage-1 EMA weights this way.
     init_from: str | None = None

@@ -127,6 +127,7 @@ def _train(
     if log is not None:
         for line in _start_messages(config, checkpoint, step, len(clips), sampler.local_batch, info, run_dir):
             log.message(line)
+        log.message(trainer.precision_note + _memory_note(config))
 
     losses: dict[str, float] = {}
     last_saved: Path | None = None
@@ -260,6 +261,10 @@ def _start_messages(
     if config.adversarial and not config.run.init_from and checkpoint is None:
         lines.append("warning: stage 2 normally starts from stage-1 weights (set run.init_from=RUN_DIR)")
     return lines
+
+
+def _memory_note(config: TrainConfig) -> str:
+    return "; activation checkpointing on" if config.run.checkpoint_activations else ""
 
 
 def _validate(model: torch.nn.Module, clips: list, device: torch.device, run_dir: Path, step: int, log: RunLog) -> None:

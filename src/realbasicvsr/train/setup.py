@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from realbasicvsr.errors import UserError
 from realbasicvsr.models import RealBasicVSR, UNetDiscriminator
+from realbasicvsr.models.cpu_features import cpu_features, cpu_native_bf16
 from realbasicvsr.train.config import TrainConfig
 from realbasicvsr.train.dist import DistInfo
 from realbasicvsr.train.losses import PerceptualLoss, build_vgg19
@@ -63,16 +65,49 @@ def initial_generator_state(source: str, model: RealBasicVSR) -> dict[str, torch
     return state
 
 
-def precision_policy(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a GradScaler is needed)."""
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What `run.precision` resolves to on a device: the autocast dtype (None = fp32), whether fp16 needs a
+    GradScaler, and one line saying which precision was picked and why (the loop logs it)."""
+
+    dtype: torch.dtype | None
+    needs_scaler: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
+
+
+def resolve_precision(config: TrainConfig, device: torch.device) -> PrecisionChoice:
+    """`run.precision` on `device`. "auto": bf16 on CUDA when supported, else fp16 with a scaler; on CPU bf16 where
+    the CPU computes it natively (AMX or AVX512-BF16, `cpu_native_bf16`), else fp32 (oneDNN emulates bf16 on other
+    CPUs: correct but several times slower than fp32)."""
     precision = config.run.precision
-    if precision == "auto":
-        if device.type != "cuda":
-            return None, False
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp32":
-        return None, False
-    return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
+    if precision != "auto":
+        return _choice(precision, f"run.precision={precision}")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return _choice("bf16", "run.precision=auto: this GPU supports bf16")
+        return _choice("fp16", "run.precision=auto: this GPU has no bf16, fp16 with a gradient scaler")
+    if device.type == "cpu":
+        line = cpu_features().line()
+        if cpu_native_bf16():
+            return _choice("bf16", f"run.precision=auto: native bf16 on this CPU, {line}")
+        return _choice("fp32", f"run.precision=auto: no native bf16 on this CPU ({line}), bf16 would be emulated")
+    return _choice("fp32", f"run.precision=auto: fp32 on {device.type}")
+
+
+def _choice(precision: str, why: str) -> PrecisionChoice:
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    name = {"fp32": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[precision]
+    return PrecisionChoice(dtype, precision == "fp16", f"precision: {name} ({why})")
+
+
+def precision_policy(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a GradScaler is needed); `resolve_precision` also says why."""
+    choice = resolve_precision(config, device)
+    return choice.dtype, choice.needs_scaler
 
 
 def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
@@ -86,7 +121,11 @@ def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
         config.run.channels_last == "auto" and device.type == "cuda"
     )
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    generator = build_generator(config).to(device, memory_format=memory_format)
+    # use_channels_last also makes the per-frame tensors NHWC, not only the weights: NCHW frames against NHWC weights
+    # cost layout conversions around every propagation step (official stage-1 step on the AVX2 VM: 75 s against
+    # 116 s with NHWC weights alone, one round; NCHW throughout took 58 s: docs/training.md#memory-and-speed).
+    generator = build_generator(config).to(device).use_channels_last(channels_last)
+    generator.use_activation_checkpointing(config.run.checkpoint_activations)
     generator_ema = copy.deepcopy(generator).requires_grad_(False).eval()
     optim_g = torch.optim.Adam(
         [p for p in generator.parameters() if p.requires_grad], lr=config.optim.lr_g, betas=config.optim.betas
@@ -98,7 +137,7 @@ def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
         optim_d = torch.optim.Adam(discriminator.parameters(), lr=config.optim.lr_d, betas=config.optim.betas)
     if config.loss.perceptual_weight > 0:
         perceptual = PerceptualLoss(build_vgg19(config.loss.vgg_weights)).to(device, memory_format=memory_format)
-    autocast_dtype, needs_scaler = precision_policy(config, device)
+    precision = resolve_precision(config, device)
     trainer = Trainer(
         config=config,
         generator=generator,
@@ -109,8 +148,9 @@ def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
         discriminator_module=discriminator,
         optim_d=optim_d,
         perceptual=perceptual,
-        scaler=torch.amp.GradScaler(device.type) if needs_scaler else None,
-        autocast_dtype=autocast_dtype,
+        scaler=torch.amp.GradScaler(device.type) if precision.needs_scaler else None,
+        autocast_dtype=precision.dtype,
+        precision_note=precision.reason,
         channels_last=channels_last,
     )
     return trainer

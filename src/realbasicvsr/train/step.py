@@ -29,6 +29,7 @@ class Trainer:
     scaler: torch.amp.GradScaler | None = None
     autocast_dtype: torch.dtype | None = None  # None = fp32
     channels_last: bool = False
+    precision_note: str = ""  # which precision run.precision picked and why (setup.resolve_precision), for the log
 
 
 def autocast(trainer: Trainer, device: torch.device) -> contextlib.AbstractContextManager:
