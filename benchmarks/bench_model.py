@@ -44,25 +44,36 @@ STAGES = {
 }
 
 
-def count_conv_macs(model: nn.Module, lq: torch.Tensor) -> int:
-    """Multiply-adds of every Conv2d in one forward (a real run with hooks; weights do not matter)."""
-    total = 0
+def conv_macs(model: nn.Module, lq: torch.Tensor) -> dict[str, int]:
+    """Multiply-adds of each Conv2d (by module name) in one forward: a real run with hooks, weights do not matter."""
+    macs: dict[str, int] = {}
 
-    def hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
+    def hook(name: str, module: nn.Conv2d, output: torch.Tensor) -> None:
         kh, kw = module.kernel_size
-        total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        macs[name] = macs.get(name, 0) + output.numel() * (module.in_channels // module.groups) * kh * kw
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles = [
+        m.register_forward_hook(lambda m, _inputs, out, name=name: hook(name, m, out))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
     set_fused_convolutions(False)  # the fused kernels bypass the modules' forward, and with it the hooks
     try:
         with torch.inference_mode():
             model(lq)
     finally:
         set_fused_convolutions(True)
-    for handle in handles:
-        handle.remove()
-    return total
+        for handle in handles:
+            handle.remove()
+    return macs
+
+
+def macs_by_stage(macs: dict[str, int]) -> dict[str, int]:
+    """`conv_macs` summed over each stage's modules (`STAGES` prefixes)."""
+    return {
+        stage: sum(v for name, v in macs.items() if any(name.startswith(p) for p in prefixes))
+        for stage, prefixes in STAGES.items()
+    }
 
 
 def timed(fn, repeats: int = 1) -> float:
@@ -82,33 +93,6 @@ def variant_context(variant: str):
             yield
     finally:
         set_fused_convolutions(True)
-
-
-def stage_macs(model: nn.Module, lq: torch.Tensor) -> dict[str, int]:
-    """Multiply-adds per stage of one forward (conv hooks, unfused, as `count_conv_macs`)."""
-    macs = dict.fromkeys(STAGES, 0)
-    handles = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d):
-            continue
-        stage = next((s for s, prefixes in STAGES.items() if any(name.startswith(p) for p in prefixes)), None)
-        if stage is None:
-            continue
-
-        def hook(m: nn.Conv2d, _inputs, output: torch.Tensor, stage: str = stage) -> None:
-            kh, kw = m.kernel_size
-            macs[stage] += output.numel() * (m.in_channels // m.groups) * kh * kw
-
-        handles.append(module.register_forward_hook(hook))
-    set_fused_convolutions(False)
-    try:
-        with torch.inference_mode():
-            model(lq)
-    finally:
-        set_fused_convolutions(True)
-        for handle in handles:
-            handle.remove()
-    return macs
 
 
 @contextmanager
@@ -152,10 +136,11 @@ def _add(seconds: dict[str, float], stage: str, start: float) -> None:
 
 
 def profile_stages(models: dict[str, RealBasicVSR], lq: torch.Tensor, variants: list[str], repeats: int,
-                   conv_peak: float) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Per variant: seconds per frame of each stage (medians over `repeats`), and their share and efficiency."""
+                   conv_peak: float, macs: dict[str, int]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Per variant: seconds per frame of each stage (medians over `repeats`), and their share and efficiency;
+    `macs` is `conv_macs` of the model."""
     t = lq.shape[1]
-    macs = stage_macs(models["nchw"], lq)
+    macs = macs_by_stage(macs)
     report: dict[str, dict[str, float]] = {}
     for variant in variants:
         model = models[variant.split("-")[1]]
@@ -210,7 +195,8 @@ def main() -> None:
     models = {"nchw": RealBasicVSR(ModelConfig()).eval(), "cl": RealBasicVSR(ModelConfig()).eval()}
     models["cl"].load_state_dict(models["nchw"].state_dict())
     models["cl"].use_channels_last()
-    macs = count_conv_macs(models["nchw"], lq)
+    per_conv = conv_macs(models["nchw"], lq)  # one counting pass, for the whole model and for --stages
+    macs = sum(per_conv.values())
     gflop_per_frame = 2 * macs / t / 1e9
 
     x = torch.rand(1, 64, h, w)
@@ -268,11 +254,10 @@ def main() -> None:
         speedup = results["fp32-cl"]["s_per_frame"] / results["bf16-cl"]["s_per_frame"]
         bf16_ratio = gflop_per_frame / results["bf16-cl"]["s_per_frame"] / conv_peak["bf16-cl"]
         print(f"bf16-cl speed-up over fp32-cl: {speedup:.2f}x; bf16-cl reaches {bf16_ratio:.2f} of the bf16 conv peak")
-    stages = (
-        profile_stages(models, lq, [v for v in variants if "unfused" not in v], args.repeats, fp32_peak)
-        if (args.stages)
-        else {}
-    )
+    stages = {}
+    if args.stages:
+        stages = profile_stages(models, lq, [v for v in variants if "unfused" not in v], args.repeats, fp32_peak,
+                                per_conv)  # fmt: skip
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(

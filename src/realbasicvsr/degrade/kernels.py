@@ -21,61 +21,32 @@ def _grid(kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
     return xx, yy
 
 
-def _mahalanobis(kernel_size: int, sigma_x: float, sigma_y: float, rotation: float) -> np.ndarray:
-    """d^T Sigma^-1 d on the kernel grid."""
-    if sigma_x <= 0 or sigma_y <= 0:
-        raise ValueError(f"sigmas must be positive, got {sigma_x}, {sigma_y}")
-    c, s = math.cos(rotation), math.sin(rotation)
-    rot = np.array([[c, -s], [s, c]])
-    cov = rot @ np.diag([sigma_x**2, sigma_y**2]) @ rot.T
-    inv = np.linalg.inv(cov)
-    xx, yy = _grid(kernel_size)
-    return inv[0, 0] * xx * xx + (inv[0, 1] + inv[1, 0]) * xx * yy + inv[1, 1] * yy * yy
-
-
-def _normalised(kernel: np.ndarray) -> np.ndarray:
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
 def gaussian_kernel(
     kernel_size: int, sigma_x: float, sigma_y: float | None = None, rotation: float = 0.0
 ) -> np.ndarray:
     """Isotropic (sigma_y None) or anisotropic Gaussian exp(-d^T Sigma^-1 d / 2)."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    return _normalised(np.exp(-0.5 * _mahalanobis(kernel_size, sigma_x, sigma_y, rotation)))
+    return make_kernel("aniso", kernel_size, sigma_x, sigma_x if sigma_y is None else sigma_y, rotation)
 
 
 def generalized_gaussian_kernel(
     kernel_size: int, sigma_x: float, sigma_y: float | None = None, rotation: float = 0.0, beta: float = 1.0
 ) -> np.ndarray:
     """Generalized Gaussian exp(-0.5 * q^beta), q = d^T Sigma^-1 d (beta = 1: the plain Gaussian)."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    q = _mahalanobis(kernel_size, sigma_x, sigma_y, rotation)
-    return _normalised(np.exp(-0.5 * np.power(q, beta)))
+    sy = sigma_x if sigma_y is None else sigma_y
+    return make_kernel("generalized_aniso", kernel_size, sigma_x, sy, rotation, beta)
 
 
 def plateau_kernel(
     kernel_size: int, sigma_x: float, sigma_y: float | None = None, rotation: float = 0.0, beta: float = 1.0
 ) -> np.ndarray:
     """Plateau-shaped kernel 1 / (1 + q^beta), q = d^T Sigma^-1 d."""
-    sigma_y = sigma_x if sigma_y is None else sigma_y
-    q = _mahalanobis(kernel_size, sigma_x, sigma_y, rotation)
-    return _normalised(1.0 / (1.0 + np.power(q, beta)))
+    sy = sigma_x if sigma_y is None else sigma_y
+    return make_kernel("plateau_aniso", kernel_size, sigma_x, sy, rotation, beta)
 
 
 def sinc_kernel(kernel_size: int, omega: float) -> np.ndarray:
     """Circular low-pass (2-D sinc) kernel with cut-off frequency omega (radians per pixel)."""
-    try:
-        from scipy import special
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("the sinc kernel needs scipy; install it with `pip install realbasicvsr[train]`") from error
-    xx, yy = _grid(kernel_size)
-    r = np.hypot(xx, yy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kernel = omega * special.j1(omega * r) / (2 * np.pi * r)
-    centre = kernel_size // 2
-    kernel[centre, centre] = omega**2 / (4 * np.pi)  # the limit r -> 0
-    return _normalised(kernel)
+    return sinc_kernels(kernel_size, np.array([omega], np.float64))[0]
 
 
 def make_kernel(
@@ -87,22 +58,13 @@ def make_kernel(
     beta: float = 1.0,
     omega: float = math.pi,
 ) -> np.ndarray:
-    """The kernel of one frame of a `BlurStep`. Isotropic types ignore sigma_y and rotation."""
-    iso = kernel_type.endswith("_iso") or kernel_type == "iso"
-    sy, rot = (sigma_x, 0.0) if iso else (sigma_y, rotation)
-    if kernel_type in ("iso", "aniso"):
-        return gaussian_kernel(kernel_size, sigma_x, sy, rot)
-    if kernel_type.startswith("generalized_"):
-        return generalized_gaussian_kernel(kernel_size, sigma_x, sy, rot, beta)
-    if kernel_type.startswith("plateau_"):
-        return plateau_kernel(kernel_size, sigma_x, sy, rot, beta)
-    if kernel_type == "sinc":
-        return sinc_kernel(kernel_size, omega)
-    raise ValueError(f"unknown kernel type {kernel_type!r}")
+    """The kernel of one frame of a `BlurStep` (`make_kernels` for one frame). Isotropic types ignore sigma_y and
+    rotation."""
+    return make_kernels(kernel_type, kernel_size, [sigma_x], [sigma_y], [rotation], [beta], [omega])[0]
 
 
-def _mahalanobis_batch(kernel_size: int, sigma_x: np.ndarray, sigma_y: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """`_mahalanobis` for T frames at once: (T, k, k), the same arithmetic per frame."""
+def _mahalanobis(kernel_size: int, sigma_x: np.ndarray, sigma_y: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """d^T Sigma^-1 d on the kernel grid for T frames at once: (T, k, k)."""
     if np.any(sigma_x <= 0) or np.any(sigma_y <= 0):
         raise ValueError(f"sigmas must be positive, got {sigma_x.min()}, {sigma_y.min()}")
     c, s = np.cos(rotation), np.sin(rotation)
@@ -112,7 +74,7 @@ def _mahalanobis_batch(kernel_size: int, sigma_x: np.ndarray, sigma_y: np.ndarra
     inv = np.linalg.inv(rot @ diag @ rot.transpose(0, 2, 1))
     xx, yy = _grid(kernel_size)
     a, b, d = (v[:, None, None] for v in (inv[:, 0, 0], inv[:, 0, 1] + inv[:, 1, 0], inv[:, 1, 1]))
-    return a * xx * xx + b * xx * yy + d * yy * yy  # the order of `_mahalanobis`, so the same rounding
+    return a * xx * xx + b * xx * yy + d * yy * yy
 
 
 def make_kernels(
@@ -124,10 +86,7 @@ def make_kernels(
     beta: Sequence[float],
     omega: Sequence[float],
 ) -> np.ndarray:
-    """The (T, k, k) float32 kernels of a `BlurStep`, one per frame, built in one vectorised pass.
-
-    Equal to `make_kernel` frame by frame up to float rounding (the same formulas, broadcast over frames).
-    """
+    """The (T, k, k) float32 kernels of a `BlurStep`, one per frame, built in one vectorised pass."""
     count = len(sigma_x)
     if not all(len(values) == count for values in (sigma_y, rotation, beta, omega)):
         raise ValueError("make_kernels needs one value per frame for every parameter")
@@ -141,19 +100,22 @@ def make_kernels(
     rot = np.zeros(count) if iso else np.asarray(rotation, np.float64)
     b = np.asarray(beta, np.float64)[:, None, None]
     if kernel_type in ("iso", "aniso"):
-        kernels = np.exp(-0.5 * _mahalanobis_batch(kernel_size, sx, sy, rot))
+        kernels = np.exp(-0.5 * _mahalanobis(kernel_size, sx, sy, rot))
     elif kernel_type.startswith("generalized_"):
-        kernels = np.exp(-0.5 * np.power(_mahalanobis_batch(kernel_size, sx, sy, rot), b))
+        kernels = np.exp(-0.5 * np.power(_mahalanobis(kernel_size, sx, sy, rot), b))
     elif kernel_type.startswith("plateau_"):
-        kernels = 1.0 / (1.0 + np.power(_mahalanobis_batch(kernel_size, sx, sy, rot), b))
+        kernels = 1.0 / (1.0 + np.power(_mahalanobis(kernel_size, sx, sy, rot), b))
     else:
         raise ValueError(f"unknown kernel type {kernel_type!r}")
     return (kernels / kernels.sum(axis=(1, 2), keepdims=True)).astype(np.float32)
 
 
 def sinc_kernels(kernel_size: int, omega: np.ndarray) -> np.ndarray:
-    """`sinc_kernel` for each cut-off of `omega` (T,), as one (T, k, k) float32 array."""
-    from scipy import special
+    """The circular low-pass (2-D sinc) kernel for each cut-off of `omega` (T,), as one (T, k, k) float32 array."""
+    try:
+        from scipy import special
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("the sinc kernel needs scipy; install it with `pip install realbasicvsr[train]`") from error
 
     xx, yy = _grid(kernel_size)
     r = np.hypot(xx, yy)

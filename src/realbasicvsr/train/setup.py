@@ -104,12 +104,6 @@ def _choice(precision: str, why: str) -> PrecisionChoice:
     return PrecisionChoice(dtype, precision == "fp16", f"precision: {name} ({why})")
 
 
-def precision_policy(config: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a GradScaler is needed); `resolve_precision` also says why."""
-    choice = resolve_precision(config, device)
-    return choice.dtype, choice.needs_scaler
-
-
 def build_trainer(config: TrainConfig, info: DistInfo) -> Trainer:
     """Networks on the device, optimizers, precision, and DDP wrappers when there are several processes.
 
